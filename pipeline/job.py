@@ -1,0 +1,131 @@
+"""One training job, end to end: data → model + regularizer → Trainer.fit → attack curve → job directory.
+
+`run_job` is the single code path behind `jobs.train`, each task of a sweep and each SLURM array task.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import socket
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline import store
+from pipeline.attacks import predict
+from pipeline.errors import ConfigError
+
+
+def versions() -> dict[str, str]:
+    import hydra
+    import pytorch_lightning
+    import wandb
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "pytorch_lightning": pytorch_lightning.__version__, "hydra": hydra.__version__, "wandb": wandb.__version__}
+
+
+def instantiate(node: DictConfig, name: str, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate that surfaces our ConfigError (the one-line message) instead of Hydra's wrapper."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as hydra_instantiate
+
+    try:
+        return hydra_instantiate(node, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise ConfigError(f"cannot build {name}: {str(error).splitlines()[0]}") from error
+
+
+def training_device(accelerator: str) -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda") else "cpu")
+
+
+def clean_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """Error rate and mean confidence on unperturbed inputs."""
+    scores = [predict(model, x[i: i + batch_size]) for i in range(0, len(y), batch_size)]
+    confidence, predicted = (torch.cat(parts) for parts in zip(*scores))
+    return float((predicted != y).float().mean()), float(confidence.mean())
+
+
+def build(cfg: DictConfig):
+    """The data module, model, regularizer and attack of a job config (validated as they are built)."""
+    data = instantiate(cfg.data, "data", seed=cfg.seed)
+    data.setup()
+    model = instantiate(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
+    regularizer = instantiate(cfg.regularizer, "regularizer")
+    attack = instantiate(cfg.attack, "attack")
+    return data, model, regularizer, attack
+
+
+def quiet_lightning() -> None:
+    """Keep job logs to what matters: Lightning's banners and hints repeat in every job of a sweep."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    for pattern in (".*srun.*", ".*LeafSpec.*", ".*does not have many workers.*", ".*litlogger.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None) -> dict[str, Any]:
+    """Train and evaluate one job; its results land in job_dir (see pipeline.store). Failures leave failure.json."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.plugins.environments import LightningEnvironment
+
+    from pipeline.module import AdversarialModule
+
+    quiet_lightning()
+    job_dir = Path(job_dir)
+    job_id = cfg.get("job_id") or job_dir.name
+    store.write_config(job_dir, cfg)
+    tracker = None
+    try:
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        data, model, regularizer, attack = build(cfg)
+        device = training_device(cfg.trainer.get("accelerator", "auto"))
+        data.to(device)
+        module = AdversarialModule(model, regularizer, instantiate(cfg.optimizer, "optimizer"),
+                                   instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None)
+        tracker = instantiate(cfg.logger, "logger")
+        logger = tracker.start(job_dir, run_name or job_id, job_id, OmegaConf.to_container(cfg, resolve=True))
+        # One job is one process: never let Lightning read SLURM's or torchrun's world size.
+        trainer = instantiate(cfg.trainer, "trainer", logger=logger or False, default_root_dir=str(job_dir),
+                              plugins=[LightningEnvironment()])
+        started = time.perf_counter()
+        trainer.fit(module, datamodule=data)
+        train_seconds = time.perf_counter() - started
+
+        model = module.model.to(device).eval()
+        x, y = data.splits["test"]
+        curve = attack.curve(model, x, y, list(cfg.eval.epsilons), batch_size=cfg.eval.batch_size)
+        clean_error, clean_confidence = clean_scores(model, x, y, cfg.eval.batch_size)
+        checkpoint = store.save_checkpoint(job_dir, model, cfg.model)
+        metrics = {
+            "job_id": job_id, "seed": cfg.seed, "choices": OmegaConf.to_container(cfg.get("choices") or {}),
+            "clean_error": clean_error, "clean_confidence": clean_confidence,
+            "train_error": clean_scores(model, *data.splits["train"], cfg.eval.batch_size)[0],
+            "val_error": clean_scores(model, *data.splits["val"], cfg.eval.batch_size)[0],
+            "attack": {"name": attack.name, "clip": list(attack.clip) if attack.clip else None,
+                       "craft_with": attack.craft_with},
+            "curve": curve.rows(), "epochs": trainer.current_epoch, "train_seconds": train_seconds,
+            "node": socket.gethostname(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "device": str(device), "checkpoint": checkpoint, "versions": versions(),
+        }
+        tracker.log_results(curve.rows(), {k: metrics[k] for k in ("clean_error", "train_error", "val_error")},
+                            job_dir / store.CHECKPOINT)
+        store.write_metrics(job_dir, metrics)
+        return metrics
+    except Exception as error:
+        store.write_failure(job_dir, f"{type(error).__name__}: {error}", traceback.format_exc()[-4000:])
+        raise
+    finally:
+        if tracker is not None:
+            tracker.finish()

@@ -1,0 +1,129 @@
+"""Training objectives: the model's cost J plus what each regularizer changes.
+
+A regularizer's `objective(model, x, y)` is the value being minimised; `backward(model, x, y)` fills the
+parameters' gradients with ∇θ of it and returns its value. The default `backward` is autograd on `objective`;
+adversarial training overrides it with a fast path that reuses the clean pass's input gradient.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from pipeline.attacks import check_eps, step
+from pipeline.errors import ConfigError
+from pipeline.models import Classifier
+
+
+class Regularizer:
+    """No regularization: J(θ, x, y)."""
+
+    def objective(self, model: Classifier, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return model.loss(self.transform(x), y) + self.penalty(model)
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """Training inputs as the regularizer presents them (noise regularizers perturb them)."""
+        return x
+
+    def penalty(self, model: Classifier) -> torch.Tensor | float:
+        return 0.0
+
+    def backward(self, model: Classifier, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss = self.objective(model, x, y)
+        loss.backward()
+        return loss.detach()
+
+
+def check_coefficient(name: str, value: float) -> float:
+    if not value >= 0:
+        raise ConfigError(f"regularizer.{name}={value} must be ≥ 0")
+    return float(value)
+
+
+class WeightDecay(Regularizer):
+    """J + λ·Σ‖W‖² over all weight matrices and kernels (biases excluded)."""
+
+    def __init__(self, coefficient: float = 5e-4) -> None:
+        self.coefficient = check_coefficient("coefficient", coefficient)
+
+    def penalty(self, model: Classifier) -> torch.Tensor:
+        return self.coefficient * sum(p.pow(2).sum() for n, p in model.named_parameters() if p.ndim > 1)
+
+
+class L1(Regularizer):
+    """J + λ·‖W‖₁, on the first layer's weights by default (as in the paper), or on all weights."""
+
+    def __init__(self, coefficient: float = 0.0025, layers: str = "first") -> None:
+        if layers not in ("first", "all"):
+            raise ConfigError(f"regularizer.layers={layers!r}; use 'first' or 'all'")
+        self.coefficient, self.layers = check_coefficient("coefficient", coefficient), layers
+
+    def penalty(self, model: Classifier) -> torch.Tensor:
+        if self.layers == "first":
+            return self.coefficient * model.first_layer.weight.abs().sum()
+        return self.coefficient * sum(p.abs().sum() for p in model.parameters() if p.ndim > 1)
+
+
+class SignNoise(Regularizer):
+    """Train on x + ε·s with s ∈ {−1, +1} drawn per pixel: the paper's random ±ε control."""
+
+    def __init__(self, eps: float = 0.25, clip: Sequence[float] | None = None) -> None:
+        self.eps, self.clip = check_eps(eps, "regularizer.eps"), tuple(clip) if clip else None
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        return step(x, torch.randint_like(x, 2) * 2 - 1, self.eps, self.clip)
+
+
+class UniformNoise(SignNoise):
+    """Train on x + U(−ε, ε) per pixel."""
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        return step(x, torch.rand_like(x) * 2 - 1, self.eps, self.clip)
+
+
+class Adversarial(Regularizer):
+    """FGSM adversarial training: J̃ = α·J(θ, x, y) + (1 − α)·J(θ, x + ε·sign ∇ₓJ(θ, x, y), y).
+
+    The adversarial example is held fixed (no gradient flows through its construction), as in the paper.
+    `labels="predicted"` crafts with the model's own predictions to avoid label leaking.
+    """
+
+    def __init__(self, alpha: float = 0.5, eps: float = 0.25, clip: Sequence[float] | None = None,
+                 labels: str = "true") -> None:
+        if not 0 <= alpha <= 1:
+            raise ConfigError(f"regularizer.alpha={alpha} must lie in [0, 1]")
+        if labels not in ("true", "predicted"):
+            raise ConfigError(f"regularizer.labels={labels!r}; use 'true' or 'predicted'")
+        self.alpha, self.eps, self.labels = float(alpha), check_eps(eps, "regularizer.eps"), labels
+        self.clip = tuple(clip) if clip else None
+
+    def craft_labels(self, model: Classifier, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.labels == "true":
+            return y
+        with torch.no_grad():
+            return model(x).argmax(dim=1)
+
+    def objective(self, model: Classifier, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The formula, written plainly (two gradients); `backward` computes the same thing faster."""
+        labels = self.craft_labels(model, x, y)
+        x = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(model.loss(x, labels), x)
+        x_adv = step(x.detach(), grad.sign(), self.eps, self.clip)
+        return self.alpha * model.loss(x.detach(), y) + (1 - self.alpha) * model.loss(x_adv, y)
+
+    def backward(self, model: Classifier, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One backward of the clean cost gives ∇θJ and ∇ₓJ together; then one forward and backward on x_adv."""
+        labels = self.craft_labels(model, x, y)
+        params = [p for p in model.parameters() if p.requires_grad]
+        x = x.detach().requires_grad_(True)
+        clean = model.loss(x, labels)
+        grads = torch.autograd.grad(clean, [x, *params])
+        if self.labels == "predicted":   # the clean term is on the true labels; only its direction used predictions
+            clean = model.loss(x.detach(), y)
+            grads = (grads[0], *torch.autograd.grad(clean, params))
+        for p, g in zip(params, grads[1:]):
+            p.grad = self.alpha * g if p.grad is None else p.grad + self.alpha * g
+        x_adv = step(x.detach(), grads[0].sign(), self.eps, self.clip)
+        adversarial = model.loss(x_adv, y)
+        ((1 - self.alpha) * adversarial).backward()
+        return (self.alpha * clean + (1 - self.alpha) * adversarial).detach()

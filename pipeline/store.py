@@ -1,0 +1,106 @@
+"""The job directory: what a finished job leaves on disk, written atomically and checked before it is trusted.
+
+    <job_dir>/config.yaml    the resolved job config
+    <job_dir>/model.pt       checkpoint: model weights + how to rebuild the model (loads with weights_only=True)
+    <job_dir>/metrics.json   written last; its presence, schema and the checkpoint's hash mark the job complete
+    <job_dir>/failure.json   written instead of metrics.json when the job failed (reason, traceback tail)
+
+metrics.json schema (version 1):
+    job_id, seed, status="complete", clean_error, clean_confidence, train_error, val_error,
+    attack: {name, clip, craft_with}, curve: [{eps, error, confidence, confidence_wrong}, ...] (one row per ε),
+    epochs, train_seconds, node, checkpoint: {file, sha256}, versions: {python, torch, ...}
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+SCHEMA = 1
+CONFIG, CHECKPOINT, METRICS, FAILURE = "config.yaml", "model.pt", "metrics.json", "failure.json"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file in the same folder and rename it: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, allow_nan=True)))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_config(job_dir: Path, cfg: DictConfig) -> None:
+    atomic_write(job_dir / CONFIG, lambda tmp: OmegaConf.save(cfg, tmp, resolve=True))
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(job_dir: Path, model: torch.nn.Module, model_config: DictConfig | dict) -> dict[str, str]:
+    """Save weights and the model's config; returns the {file, sha256} entry for metrics.json."""
+    spec = OmegaConf.to_container(model_config, resolve=True) if isinstance(model_config, DictConfig) else model_config
+    state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "model_config": spec,
+             "input_shape": list(model.input_shape), "num_classes": int(model.num_classes)}
+    atomic_write(job_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+    return {"file": CHECKPOINT, "sha256": sha256(job_dir / CHECKPOINT)}
+
+
+def write_metrics(job_dir: Path, metrics: dict[str, Any]) -> None:
+    write_json(job_dir / METRICS, {"schema": SCHEMA, "status": "complete", **metrics})
+    (job_dir / FAILURE).unlink(missing_ok=True)
+
+
+def write_failure(job_dir: Path, reason: str, details: str = "") -> None:
+    write_json(job_dir / FAILURE, {"status": "failed", "reason": reason, "details": details})
+
+
+def read_metrics(job_dir: Path) -> dict[str, Any] | None:
+    """The job's metrics if the job is complete and its checkpoint intact; None otherwise (recompute it)."""
+    job_dir = Path(job_dir)
+    try:
+        metrics = read_json(job_dir / METRICS)
+        checkpoint = metrics["checkpoint"]
+        if metrics.get("schema") != SCHEMA or metrics.get("status") != "complete" or not metrics.get("curve"):
+            return None
+        if sha256(job_dir / checkpoint["file"]) != checkpoint["sha256"]:
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return metrics
+
+
+def is_complete(job_dir: Path) -> bool:
+    return read_metrics(job_dir) is not None
+
+
+def load_model(job_dir: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The trained model of a job directory, in eval mode: [0, 1] images in, logits out."""
+    from hydra.utils import instantiate
+
+    state = torch.load(Path(job_dir) / CHECKPOINT, map_location=device, weights_only=True)
+    model = instantiate(state["model_config"], input_shape=state["input_shape"], num_classes=state["num_classes"])
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()

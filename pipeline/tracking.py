@@ -1,0 +1,109 @@
+"""Weights & Biases, through Lightning's WandbLogger. A W&B failure never stops training.
+
+mode=auto logs online when an API key is configured and offline otherwise (said once per process); if an
+online run cannot start (no network, bad key), the run falls back to offline with one warning.
+"""
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+_said: set[str] = set()
+
+
+def say_once(message: str) -> None:
+    if message not in _said:
+        _said.add(message)
+        log.warning(message)
+
+
+def api_key_configured() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_mode(mode: str) -> str:
+    """'online', 'offline' or 'disabled'; WANDB_MODE in the environment wins over the config."""
+    mode = os.environ.get("WANDB_MODE", mode)
+    if mode == "auto":
+        mode = "online" if api_key_configured() else "offline"
+        if mode == "offline":
+            say_once("W&B: no API key configured, logging offline; upload later with `wandb sync <job_dir>/wandb/offline-run-*`")
+    return mode
+
+
+class Tracker:
+    """Creates the WandbLogger for a job and logs the final results; every call tolerates W&B failures."""
+
+    def __init__(self, project: str = "harness", mode: str = "auto", entity: str | None = None,
+                 group: str | None = None, job_type: str = "train", tags: list[str] | None = None,
+                 log_checkpoint: bool = True) -> None:
+        self.project, self.mode, self.entity, self.group = project, mode, entity, group
+        self.job_type, self.tags, self.log_checkpoint = job_type, list(tags or []), log_checkpoint
+        self.logger = None
+
+    @property
+    def enabled(self) -> bool:
+        return resolve_mode(self.mode) != "disabled"
+
+    def start(self, save_dir: Path, name: str, run_id: str, config: dict[str, Any]):
+        """The Lightning logger for this job (None when disabled or when W&B cannot start at all)."""
+        mode = resolve_mode(self.mode)
+        if mode == "disabled":
+            return None
+        from pytorch_lightning.loggers import WandbLogger
+
+        for attempt in (mode, "offline"):
+            try:
+                logger = WandbLogger(project=self.project, entity=self.entity, name=name, id=run_id,
+                                     save_dir=str(save_dir), offline=attempt == "offline", group=self.group,
+                                     job_type=self.job_type, tags=self.tags, config=config,
+                                     settings={"silent": True, "init_timeout": 60})
+                _ = logger.experiment   # starts the run now, so a failure surfaces here
+                self.logger = logger
+                return logger
+            except Exception as error:  # noqa: BLE001 - any W&B failure must leave training running
+                if attempt == "offline":
+                    say_once(f"W&B could not start ({error}); training goes on without W&B")
+                    return None
+                say_once(f"W&B online run failed ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
+                         "logging offline instead")
+        return None
+
+    def log_results(self, rows: list[dict[str, float]], summary: dict[str, Any], checkpoint: Path | None) -> None:
+        """The ε curve as a W&B table and line plots, the summary numbers and (online) the checkpoint."""
+        if self.logger is None:
+            return
+        try:
+            import wandb
+
+            run = self.logger.experiment
+            columns = list(rows[0])
+            table = wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in rows])
+            run.log({"eval/curve": table,
+                     "eval/error_vs_eps": wandb.plot.line(table, "eps", "error", title="error rate vs ε"),
+                     "eval/confidence_vs_eps": wandb.plot.line(table, "eps", "confidence", title="confidence vs ε")})
+            run.summary.update(summary)
+            if checkpoint is not None and self.log_checkpoint and not run.settings._offline:
+                artifact = wandb.Artifact(f"model-{run.id}", type="model")
+                artifact.add_file(str(checkpoint))
+                run.log_artifact(artifact)
+        except Exception as error:  # noqa: BLE001
+            say_once(f"W&B logging failed ({error}); results are on disk")
+
+    def finish(self) -> None:
+        if self.logger is None:
+            return
+        try:
+            self.logger.experiment.finish()
+        except Exception as error:  # noqa: BLE001
+            say_once(f"W&B finish failed ({error})")
+        self.logger = None

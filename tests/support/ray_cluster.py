@@ -1,0 +1,369 @@
+"""A throwaway two-node Ray cluster on loopback, for tests.
+
+Both nodes run on this machine as `ray start --block` subprocesses, so every
+Ray process of the cluster descends from a process we own and can be stopped
+by PID. `ray stop` is never used: it ends every Ray process of the user.
+
+Usage::
+
+    with RayCluster(tmp_path, num_cpus=1) as cluster:
+        subprocess.run([sys.executable, "driver.py"], env=cluster.env, check=True)
+        os.kill(cluster.worker_raylet_pid(), signal.SIGKILL)
+
+Tasks can be pinned to a node with the custom resources `node_head` and
+`node_worker` (100 units each), e.g. `resources={"node_worker": 1}`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+HEAD_RESOURCE = "node_head"
+WORKER_RESOURCE = "node_worker"
+
+# Polled in a child process: importing ray into the test process would make it
+# a driver of whatever cluster it touched first.
+_WAIT_FOR_NODES = """
+import json, sys, time
+import ray
+ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+want, deadline = int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+while True:
+    alive = [n for n in ray.nodes() if n["Alive"]]  # ray.nodes() keeps dead nodes
+    if len(alive) >= want or time.monotonic() > deadline:
+        break
+    time.sleep(0.2)
+print(json.dumps([{"id": n["NodeID"], "resources": n["Resources"]} for n in alive]))
+"""
+
+# Health checks every second, 3 misses: a killed node is declared dead after
+# about 3.6 s instead of about 14.5 s.
+_FAST_HEALTH_CHECK = {
+    "RAY_health_check_initial_delay_ms": "1000",
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "1000",
+    "RAY_health_check_failure_threshold": "3",
+}
+
+
+class RayClusterError(RuntimeError):
+    """The cluster did not come up (the message carries the node logs)."""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass(frozen=True)
+class _Proc:
+    """A process as read from /proc; (pid, start) survives PID reuse."""
+
+    pid: int
+    ppid: int
+    start: int  # clock ticks after boot
+    comm: str
+    cmdline: str
+
+
+def _read_proc(pid: int) -> _Proc | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # comm is in parentheses and may itself contain spaces or ')'.
+    comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):  # zombie or dead: nothing left to stop
+        return None
+    return _Proc(
+        pid=pid,
+        ppid=int(fields[1]),
+        start=int(fields[19]),
+        comm=comm,
+        cmdline=cmdline.replace(b"\0", b" ").decode(errors="replace"),
+    )
+
+
+def _all_procs() -> list[_Proc]:
+    procs = (_read_proc(int(d)) for d in os.listdir("/proc") if d.isdigit())
+    return [p for p in procs if p is not None]
+
+
+def _still_running(proc: _Proc) -> bool:
+    now = _read_proc(proc.pid)
+    return now is not None and now.start == proc.start
+
+
+def _descendants(pid: int, procs: list[_Proc]) -> list[_Proc]:
+    children: dict[int, list[_Proc]] = {}
+    for proc in procs:
+        children.setdefault(proc.ppid, []).append(proc)
+    out: list[_Proc] = []
+    todo = [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        out.extend(kids)
+        todo.extend(k.pid for k in kids)
+    return out
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "<no log>"
+
+
+class RayCluster:
+    """A head node and one worker node, started on enter, stopped by PID on exit."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        num_cpus: int = 1,
+        num_gpus: int = 0,
+        fast_health_check: bool = True,
+        startup_timeout: float = 60.0,
+    ) -> None:
+        self.tmp = Path(tmp)  # logs of the `ray start` processes go here
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self.fast_health_check = fast_health_check
+        self.startup_timeout = startup_timeout
+        self.port = 0
+        self._temp_root: Path | None = None
+        self._head: subprocess.Popen[bytes] | None = None
+        self._worker: subprocess.Popen[bytes] | None = None
+        self._logs: list[IO[bytes]] = []
+        self._seen: set[_Proc] = set()  # every cluster process met so far
+        self._node_ids: dict[str, str] = {}
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for a subprocess (driver) that should join this cluster."""
+        env = self._base_env()
+        env["RAY_ADDRESS"] = self.address
+        return env
+
+    def node_ids(self) -> dict[str, str]:
+        """{"head": node id, "worker": node id} as seen at startup."""
+        return dict(self._node_ids)
+
+    def worker_raylet_pid(self) -> int:
+        """PID of the worker node's raylet (kill it to simulate a lost node)."""
+        assert self._worker is not None, "cluster not started"
+        for proc in _descendants(self._worker.pid, _all_procs()):
+            if proc.comm == "raylet":
+                return proc.pid
+        raise RayClusterError("worker raylet not found (already dead?)")
+
+    def pids(self) -> set[int]:
+        """Live PIDs of every process of this cluster."""
+        return {p.pid for p in self._processes()}
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def __enter__(self) -> RayCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        # Unix socket paths are capped at 107 chars and live under
+        # <temp-dir>/session_<date>_<pid>/sockets/: keep the root in /tmp.
+        self._temp_root = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
+        self.port = _free_port()
+        deadline = time.monotonic() + self.startup_timeout
+
+        head_env = self._base_env()
+        if self.fast_health_check:
+            head_env.update(_FAST_HEALTH_CHECK)
+        self._head = self._ray_start(
+            "head",
+            [
+                "--head",
+                f"--port={self.port}",
+                "--include-dashboard=false",
+                # Fixed defaults (10001, 8265) would clash between clusters of
+                # parallel tests; the dashboard process is started even with
+                # --include-dashboard=false and a dead one ends the node.
+                f"--ray-client-server-port={_free_port()}",
+                f"--dashboard-port={_free_port()}",
+            ],
+            head_env,
+        )
+        # The worker's `ray start` gives up quickly if the GCS is not up yet.
+        while not _port_open(self.port):
+            self._check_alive(self._head, "head")
+            if time.monotonic() > deadline:
+                raise RayClusterError(f"GCS port {self.port} never opened\n{self._logs_text()}")
+            time.sleep(0.1)
+        self._worker = self._ray_start(
+            "worker", [f"--address={self.address}"], self._base_env()
+        )
+        self._wait_for_nodes(deadline)
+
+    def stop(self) -> None:
+        """Stop every process of this cluster by PID and remove its temp dir."""
+        # SIGTERM to `ray start --block` shuts its node down gracefully; the
+        # worker goes first so it does not log the lost GCS.
+        for launcher in (self._worker, self._head):
+            if launcher is None or launcher.poll() is not None:
+                continue
+            self._processes()  # remember the tree before it falls apart
+            launcher.terminate()
+            try:
+                launcher.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                launcher.kill()
+                launcher.wait()
+        # Whatever outlived its launcher (orphans of a killed raylet, say).
+        for proc in self._processes():
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        alive = self._processes()
+        until = time.monotonic() + 10
+        while alive and time.monotonic() < until:
+            time.sleep(0.1)
+            alive = self._processes()
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+        if self._temp_root is not None:
+            shutil.rmtree(self._temp_root, ignore_errors=True)
+        if alive:
+            raise RayClusterError(f"Ray processes survived teardown: {[p.pid for p in alive]}")
+
+    # -- internals ----------------------------------------------------------
+
+    def _base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        # Without this, a token written to ~/.ray by any earlier local
+        # ray.init() switches the cluster to token auth and drivers fail.
+        env["RAY_AUTH_MODE"] = "disabled"
+        env["RAY_USAGE_STATS_ENABLED"] = "0"
+        # SIGTERM to a node would otherwise drain it for up to 30 s first.
+        env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
+        return env
+
+    def _ray_start(
+        self, role: str, args: list[str], env: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
+        assert self._temp_root is not None
+        ray_bin = Path(sys.executable).with_name("ray")
+        temp_dir = self._temp_root / role[0]  # one per node: no shared log/socket names
+        cmd = [
+            str(ray_bin) if ray_bin.exists() else "ray",
+            "start",
+            *args,
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--temp-dir={temp_dir}",
+            f"--num-cpus={self.num_cpus}",
+            f"--num-gpus={self.num_gpus}",
+            "--object-store-memory=200000000",  # default is ~30% of RAM per node
+            # Default 52365 for both nodes of one machine would clash.
+            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--resources={json.dumps({f'node_{role}': 100})}",
+        ]
+        log = open(self.tmp / f"ray-{role}.log", "wb")
+        self._logs.append(log)
+        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def _wait_for_nodes(self, deadline: float) -> None:
+        remaining = max(deadline - time.monotonic(), 1.0)
+        try:
+            out = subprocess.run(
+                [sys.executable, "-c", _WAIT_FOR_NODES, self.address, "2", str(remaining)],
+                env=self._base_env(),
+                capture_output=True,
+                text=True,
+                timeout=remaining + 30,
+            )
+        except subprocess.TimeoutExpired as err:
+            raise RayClusterError(f"node poll hung\n{self._logs_text()}") from err
+        nodes: list[dict[str, object]] = []
+        if out.returncode == 0 and out.stdout.strip():
+            nodes = json.loads(out.stdout.strip().splitlines()[-1])
+        for node in nodes:
+            resources = node["resources"]
+            assert isinstance(resources, dict)
+            for role in ("head", "worker"):
+                if f"node_{role}" in resources:
+                    self._node_ids[role] = str(node["id"])
+        if len(self._node_ids) != 2:
+            raise RayClusterError(
+                f"expected 2 alive nodes within {self.startup_timeout:.0f} s, "
+                f"saw {sorted(self._node_ids)}\npoll rc={out.returncode} "
+                f"stderr:\n{out.stderr[-3000:]}\n{self._logs_text()}"
+            )
+
+    def _check_alive(self, launcher: subprocess.Popen[bytes], role: str) -> None:
+        if launcher.poll() is not None:
+            raise RayClusterError(
+                f"`ray start` ({role}) exited with {launcher.returncode}\n{self._logs_text()}"
+            )
+
+    def _logs_text(self) -> str:
+        return "\n".join(
+            f"--- {path.name} ---\n{_tail(path)}" for path in sorted(self.tmp.glob("ray-*.log"))
+        )
+
+    def _processes(self) -> list[_Proc]:
+        """Live processes of this cluster: launchers, their descendants, and
+        anything whose command line names our temp root (orphans of a killed
+        raylet are reparented out of the tree)."""
+        procs = _all_procs()
+        found = {p for p in self._seen if _still_running(p)}
+        for launcher in (self._head, self._worker):
+            if launcher is None:
+                continue
+            found.update(p for p in procs if p.pid == launcher.pid)
+            found.update(_descendants(launcher.pid, procs))
+        if self._temp_root is not None:
+            marker = str(self._temp_root)
+            found.update(p for p in procs if marker in p.cmdline)
+        found = {p for p in found if p.pid != os.getpid()}
+        self._seen.update(found)
+        return sorted(found, key=lambda p: p.pid)
