@@ -92,6 +92,7 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None) -> dict
         data, model, regularizer, attack = build(cfg)
         device = training_device(cfg.trainer.get("accelerator", "auto"))
         data.to(device)
+        model.initialize(*data.splits["train"])
         module = AdversarialModule(model, regularizer, instantiate(cfg.optimizer, "optimizer"),
                                    instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None)
         tracker = instantiate(cfg.logger, "logger")

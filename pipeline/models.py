@@ -41,6 +41,10 @@ class Classifier(nn.Module):
     def constrain(self) -> None:
         """Called after every optimizer step (e.g. max-norm); nothing by default."""
 
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Data-dependent initialization from the training set, before training; nothing by default."""
+
 
 class Softmax(Classifier):
     """Multinomial logistic regression (the paper's shallow softmax)."""
@@ -156,6 +160,14 @@ class RBF(Classifier):
         self.centers = nn.Parameter(torch.full((num_classes, self.input_size), 0.5)
                                     + 0.01 * torch.randn(num_classes, self.input_size))
         self.log_beta = nn.Parameter(torch.full((num_classes, self.input_size), math.log(beta)))
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Centers start at the class means (an RBF network's usual start; random centers train slowly)."""
+        x = x.flatten(1).to(self.centers)
+        for c in range(self.num_classes):
+            if (y == c).any():
+                self.centers[c] = x[y == c].mean(dim=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         squared = (x.flatten(1).unsqueeze(1) - self.centers).pow(2)        # [N, K, D]

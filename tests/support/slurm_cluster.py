@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -195,6 +196,7 @@ class SlurmCluster:
         self._wait_for(self._ctld_answers, "slurmctld to answer")
         self._spawn("slurmd", ["slurmd", "-D", "-f", str(self.conf_path)])
         self._wait_for(self._node_idle, f"node {self.nodename} to be idle in sinfo")
+        self._check_gres()
 
     def stop(self) -> None:
         """Cancel jobs, shut the daemons down, and kill any that remain."""
@@ -278,9 +280,9 @@ class SlurmCluster:
     # -- internals -------------------------------------------------------
 
     def _make_fake_gpus(self) -> None:
-        # gres File= must be a character device: plain files are refused and a
-        # count-only gpu gres drains the node. 195 is the NVIDIA major number;
-        # nothing opens these, slurm only stats them.
+        # gres File= must name character devices: a count-only gpu gres drains
+        # the node, and plain files are dropped (see _check_gres). 195 is the
+        # NVIDIA major number; nothing opens these, slurm only stats them.
         assert self.state_dir is not None
         for i in range(self.gpus):
             os.mknod(self.state_dir / "dev" / f"nvidia{i}", 0o666 | 0o020000,
@@ -319,7 +321,7 @@ SwitchType=switch/none
 MailProg=/bin/true
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
-# Without a default, a job asks for the whole node's memory and jobs run one by one.
+# Without it a job gets the whole node's memory, so jobs run one at a time.
 DefMemPerCPU={mem // self.cpus}
 GresTypes=gpu
 ReturnToService=2
@@ -333,13 +335,13 @@ NodeName={self.nodename} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={mem}{gr
 PartitionName={self.partition} Nodes={self.nodename} Default=YES MaxTime=INFINITE State=UP
 """
         (sd / "slurm.conf").write_text(conf)
-        # gres.conf and cgroup.conf are looked up next to slurm.conf.
+        # gres.conf is looked up next to slurm.conf. No cgroup.conf: with
+        # proctrack/linuxproc and task/none nothing reads it.
         gres_conf = "AutoDetect=off\n"
         if self.gpus:
             last = self.gpus - 1
             gres_conf += f"Name=gpu File={sd / 'dev'}/nvidia[0-{last}]\n"
         (sd / "gres.conf").write_text(gres_conf)
-        (sd / "cgroup.conf").write_text("CgroupPlugin=autodetect\nIgnoreSystemd=yes\n")
         return sd / "slurm.conf"
 
     def _client_env(self) -> dict[str, str]:
@@ -414,8 +416,18 @@ PartitionName={self.partition} Nodes={self.nodename} Default=YES MaxTime=INFINIT
             raise RuntimeError(f"node is {state}\n{self.diagnostics()}")
         return state == "idle"
 
-    def _wait_for(self, ready: object, what: str, timeout: float | None = None) -> None:
-        assert callable(ready)
+    def _check_gres(self) -> None:
+        # A bad gres File= (e.g. a plain file) does not drain the node: slurmd
+        # only logs it, and GPU jobs then run with CUDA_VISIBLE_DEVICES empty.
+        assert self.state_dir is not None
+        log = (self.state_dir / "slurmd.log").read_text(errors="replace")
+        bad = [line for line in log.splitlines() if "fix your gres.conf" in line]
+        if bad:
+            raise RuntimeError("slurmd rejected gres.conf:\n" + "\n".join(bad))
+
+    def _wait_for(
+        self, ready: Callable[[], bool], what: str, timeout: float | None = None
+    ) -> None:
         deadline = time.monotonic() + (timeout or self.up_timeout)
         while time.monotonic() < deadline:
             for name, proc in self._procs.items():
