@@ -75,8 +75,12 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
-def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None) -> dict[str, Any]:
-    """Train and evaluate one job; its results land in job_dir (see pipeline.store). Failures leave failure.json."""
+def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
+    """Train and evaluate one job; its results land in job_dir (see pipeline.store). Failures leave failure.json.
+
+    `extra` entries (e.g. the Ray node) are recorded in metrics.json.
+    """
     import pytorch_lightning as pl
     from pytorch_lightning.plugins.environments import LightningEnvironment
 
@@ -118,7 +122,7 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None) -> dict
                        "craft_with": attack.craft_with},
             "curve": curve.rows(), "epochs": trainer.current_epoch, "train_seconds": train_seconds,
             "node": socket.gethostname(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "device": str(device), "checkpoint": checkpoint, "versions": versions(),
+            "device": str(device), "checkpoint": checkpoint, "versions": versions(), **(extra or {}),
         }
         tracker.log_results(curve.rows(), {k: metrics[k] for k in ("clean_error", "train_error", "val_error")},
                             job_dir / store.CHECKPOINT)

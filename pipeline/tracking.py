@@ -9,7 +9,9 @@ import logging
 import netrc
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 _said: set[str] = set()
@@ -40,6 +42,20 @@ def resolve_mode(mode: str) -> str:
     return mode
 
 
+def start_with_fallback(start: Callable[[str], T], mode: str) -> T | None:
+    """start(mode), falling back to offline once if an online start fails; None if W&B cannot start at all."""
+    for attempt in dict.fromkeys((mode, "offline")):
+        try:
+            return start(attempt)
+        except Exception as error:  # noqa: BLE001 - any W&B failure must leave the work running
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            if attempt == "offline":
+                say_once(f"W&B could not start ({reason}); going on without W&B")
+                return None
+            say_once(f"W&B online run failed ({reason}); logging offline instead")
+    return None
+
+
 class Tracker:
     """Creates the WandbLogger for a job and logs the final results; every call tolerates W&B failures."""
 
@@ -50,10 +66,6 @@ class Tracker:
         self.job_type, self.tags, self.log_checkpoint = job_type, list(tags or []), log_checkpoint
         self.logger = None
 
-    @property
-    def enabled(self) -> bool:
-        return resolve_mode(self.mode) != "disabled"
-
     def start(self, save_dir: Path, name: str, run_id: str, config: dict[str, Any]):
         """The Lightning logger for this job (None when disabled or when W&B cannot start at all)."""
         mode = resolve_mode(self.mode)
@@ -61,22 +73,16 @@ class Tracker:
             return None
         from pytorch_lightning.loggers import WandbLogger
 
-        for attempt in (mode, "offline"):
-            try:
-                logger = WandbLogger(project=self.project, entity=self.entity, name=name, id=run_id,
-                                     save_dir=str(save_dir), offline=attempt == "offline", group=self.group,
-                                     job_type=self.job_type, tags=self.tags, config=config,
-                                     settings={"silent": True, "init_timeout": 60})
-                _ = logger.experiment   # starts the run now, so a failure surfaces here
-                self.logger = logger
-                return logger
-            except Exception as error:  # noqa: BLE001 - any W&B failure must leave training running
-                if attempt == "offline":
-                    say_once(f"W&B could not start ({error}); training goes on without W&B")
-                    return None
-                say_once(f"W&B online run failed ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
-                         "logging offline instead")
-        return None
+        def start(attempt: str) -> WandbLogger:
+            logger = WandbLogger(project=self.project, entity=self.entity, name=name, id=run_id,
+                                 save_dir=str(save_dir), offline=attempt == "offline", group=self.group,
+                                 job_type=self.job_type, tags=self.tags, config=config,
+                                 settings={"silent": True, "init_timeout": 60})
+            _ = logger.experiment   # starts the run now, so a failure surfaces here
+            return logger
+
+        self.logger = start_with_fallback(start, mode)
+        return self.logger
 
     def log_results(self, rows: list[dict[str, float]], summary: dict[str, Any], checkpoint: Path | None) -> None:
         """The ε curve as a W&B table and line plots, the summary numbers and (online) the checkpoint."""
@@ -98,6 +104,28 @@ class Tracker:
                 run.log_artifact(artifact)
         except Exception as error:  # noqa: BLE001
             say_once(f"W&B logging failed ({error}); results are on disk")
+
+    def log_stage(self, sweep_dir: Path, job_type: str, tables: dict[str, Any], images: list[Path]) -> None:
+        """One W&B run for a sweep stage (transfer, summary): its tables and plots, in the sweep's group."""
+        mode = resolve_mode(self.mode)
+        if mode == "disabled":
+            return
+        import wandb
+
+        def start(attempt: str):
+            return wandb.init(project=self.project, entity=self.entity, group=self.group, job_type=job_type,
+                              name=f"{self.group}-{job_type}", dir=str(sweep_dir), mode=attempt,
+                              reinit="create_new", settings=wandb.Settings(silent=True, init_timeout=60))
+
+        run = start_with_fallback(start, mode)
+        if run is None:
+            return
+        try:
+            with run:
+                run.log({name: wandb.Table(dataframe=frame) for name, frame in tables.items() if len(frame)})
+                run.log({f"plots/{p.stem}": wandb.Image(str(p)) for p in images})
+        except Exception as error:  # noqa: BLE001 - results are on disk whatever W&B does
+            say_once(f"W&B {job_type} run failed ({error}); results are on disk")
 
     def finish(self) -> None:
         if self.logger is None:

@@ -16,6 +16,7 @@ Tasks can be pinned to a node with the custom resources `node_head` and
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -39,13 +40,12 @@ _WAIT_FOR_NODES = """
 import json, sys, time
 import ray
 ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
-want, deadline = int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
 while True:
     alive = [n for n in ray.nodes() if n["Alive"]]  # ray.nodes() keeps dead nodes
-    if len(alive) >= want or time.monotonic() > deadline:
+    if len(alive) >= int(sys.argv[2]):
         break
     time.sleep(0.2)
-print(json.dumps([{"id": n["NodeID"], "resources": n["Resources"]} for n in alive]))
+print("NODES", json.dumps([{"id": n["NodeID"], "resources": n["Resources"]} for n in alive]))
 """
 
 # Health checks every second, 3 misses: a killed node is declared dead after
@@ -80,9 +80,22 @@ class _Proc:
 
     pid: int
     ppid: int
+    sid: int
     start: int  # clock ticks after boot
     comm: str
     cmdline: str
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM this child when the test process dies, so a test run
+    killed hard (pytest-timeout's thread method, say) does not leave a cluster
+    behind. Linux ties this to the spawning thread: start clusters from the
+    main thread or one that outlives them."""
+    _PRCTL(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+
+
+# Looked up before fork: the child of a threaded parent should not load libraries.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
 
 
 def _read_proc(pid: int) -> _Proc | None:
@@ -99,6 +112,7 @@ def _read_proc(pid: int) -> _Proc | None:
     return _Proc(
         pid=pid,
         ppid=int(fields[1]),
+        sid=int(fields[3]),
         start=int(fields[19]),
         comm=comm,
         cmdline=cmdline.replace(b"\0", b" ").decode(errors="replace"),
@@ -144,7 +158,7 @@ class RayCluster:
         num_cpus: int = 1,
         num_gpus: int = 0,
         fast_health_check: bool = True,
-        startup_timeout: float = 60.0,
+        startup_timeout: float = 90.0,  # 11-22 s seen on 2 busy cores
     ) -> None:
         self.tmp = Path(tmp)  # logs of the `ray start` processes go here
         self.num_cpus = num_cpus
@@ -244,8 +258,8 @@ class RayCluster:
 
     def stop(self) -> None:
         """Stop every process of this cluster by PID and remove its temp dir."""
-        # SIGTERM to `ray start --block` shuts its node down gracefully; the
-        # worker goes first so it does not log the lost GCS.
+        # SIGTERM to `ray start --block` shuts its node down gracefully. Worker
+        # first: a raylet that loses the GCS waits for it instead of exiting.
         for launcher in (self._worker, self._head):
             if launcher is None or launcher.poll() is not None:
                 continue
@@ -309,35 +323,55 @@ class RayCluster:
         ]
         log = open(self.tmp / f"ray-{role}.log", "wb")
         self._logs.append(log)
-        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # Own session per node: every process Ray forks below keeps its session
+        # id, even when a killed raylet's workers are reparented to init.
+        return subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
 
     def _wait_for_nodes(self, deadline: float) -> None:
-        remaining = max(deadline - time.monotonic(), 1.0)
-        try:
-            out = subprocess.run(
-                [sys.executable, "-c", _WAIT_FOR_NODES, self.address, "2", str(remaining)],
+        """Poll from a throwaway driver until both nodes are alive; retry when
+        it fails (a driver started too early cannot find the head raylet) and
+        give up early when a `ray start` dies."""
+        attempts: list[str] = []
+        while time.monotonic() < deadline:
+            poll = subprocess.Popen(
+                [sys.executable, "-c", _WAIT_FOR_NODES, self.address, "2"],
                 env=self._base_env(),
-                capture_output=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
-                timeout=remaining + 30,
             )
-        except subprocess.TimeoutExpired as err:
-            raise RayClusterError(f"node poll hung\n{self._logs_text()}") from err
-        nodes: list[dict[str, object]] = []
-        if out.returncode == 0 and out.stdout.strip():
-            nodes = json.loads(out.stdout.strip().splitlines()[-1])
-        for node in nodes:
-            resources = node["resources"]
-            assert isinstance(resources, dict)
-            for role in ("head", "worker"):
-                if f"node_{role}" in resources:
-                    self._node_ids[role] = str(node["id"])
-        if len(self._node_ids) != 2:
-            raise RayClusterError(
-                f"expected 2 alive nodes within {self.startup_timeout:.0f} s, "
-                f"saw {sorted(self._node_ids)}\npoll rc={out.returncode} "
-                f"stderr:\n{out.stderr[-3000:]}\n{self._logs_text()}"
-            )
+            try:
+                while poll.poll() is None and time.monotonic() < deadline:
+                    for launcher, role in ((self._head, "head"), (self._worker, "worker")):
+                        assert launcher is not None
+                        self._check_alive(launcher, role)
+                    time.sleep(0.2)
+            finally:
+                if poll.poll() is None:
+                    poll.kill()
+                stdout, stderr = poll.communicate()
+            for line in stdout.splitlines():
+                if line.startswith("NODES "):
+                    for node in json.loads(line[len("NODES ") :]):
+                        for role in ("head", "worker"):
+                            if f"node_{role}" in node["resources"]:
+                                self._node_ids[role] = node["id"]
+            if len(self._node_ids) == 2:
+                return
+            attempts.append(f"poll rc={poll.returncode}: {stderr.strip()[-1500:]}")
+            time.sleep(0.5)
+        raise RayClusterError(
+            f"2 alive nodes not seen within {self.startup_timeout:.0f} s\n"
+            + "\n".join(attempts[-2:])
+            + f"\n{self._logs_text()}"
+        )
 
     def _check_alive(self, launcher: subprocess.Popen[bytes], role: str) -> None:
         if launcher.poll() is not None:
@@ -351,19 +385,17 @@ class RayCluster:
         )
 
     def _processes(self) -> list[_Proc]:
-        """Live processes of this cluster: launchers, their descendants, and
-        anything whose command line names our temp root (orphans of a killed
-        raylet are reparented out of the tree)."""
+        """Live processes of this cluster: everything in the launchers' sessions
+        (sid = launcher PID), their descendants, and whatever was seen before."""
+        launchers = [p for p in (self._head, self._worker) if p is not None]
+        sessions = {p.pid for p in launchers}
         procs = _all_procs()
         found = {p for p in self._seen if _still_running(p)}
-        for launcher in (self._head, self._worker):
-            if launcher is None:
-                continue
-            found.update(p for p in procs if p.pid == launcher.pid)
-            found.update(_descendants(launcher.pid, procs))
-        if self._temp_root is not None:
-            marker = str(self._temp_root)
-            found.update(p for p in procs if marker in p.cmdline)
+        found.update(p for p in procs if p.sid in sessions)
+        for launcher in launchers:
+            # A reaped launcher's PID may belong to someone else by now.
+            if launcher.poll() is None:
+                found.update(_descendants(launcher.pid, procs))
         found = {p for p in found if p.pid != os.getpid()}
         self._seen.update(found)
         return sorted(found, key=lambda p: p.pid)

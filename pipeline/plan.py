@@ -1,0 +1,106 @@
+"""Plan a sweep: Hydra's override grammar expands the grid, `hydra.compose` builds each job's config.
+
+The grid (`sweep.grid: {axis: "a,b,c" | "range(3)" | "choice(...)"}`) is expanded by Hydra's own parser and
+BasicSweeper, so a sweep runs exactly the jobs `python -m jobs.train -m <same overrides>` would. Each job's
+config is resolved on the driver and named by a hash of what determines its results.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from pipeline.errors import ConfigError
+
+# Keys that do not change a job's results, left out of its id (so renaming a sweep or changing the logger
+# does not retrain anything).
+NOT_IN_ID = ("logger", "choices", "job_id")
+GROUPS = ("data", "model", "regularizer", "attack", "optimizer")
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    overrides: tuple[str, ...]      # the grid point, as Hydra overrides
+    config: dict[str, Any]          # resolved job config
+
+    @property
+    def label(self) -> str:
+        """Human-readable name: the grid point's values."""
+        return ",".join(o.split("=", 1)[1] for o in self.overrides) or self.id
+
+    @property
+    def setting(self) -> str:
+        """The grid point without its seed: the jobs that a mean over seeds groups together."""
+        return ",".join(o.split("=", 1)[1] for o in self.overrides if not o.startswith("seed=")) or "all"
+
+
+def grid_overrides(grid: Mapping[str, Any]) -> list[list[str]]:
+    """Every grid point as a list of overrides, in `-m` order (Hydra's BasicSweeper does the expansion)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    if not grid:
+        raise ConfigError("sweep.grid is empty; name at least one axis, e.g. sweep.grid.model=softmax,maxout")
+    axes = []
+    for axis, values in grid.items():
+        if values is None or values == "" or (isinstance(values, Sequence) and not isinstance(values, str) and not values):
+            raise ConfigError(f"sweep.grid.{axis} is empty; give values like 'a,b' or 'range(3)'")
+        if isinstance(values, Sequence) and not isinstance(values, str):
+            values = ",".join(str(v) for v in values)
+        axes.append(f"{axis}={values}")
+    try:
+        overrides = OverridesParser.create().parse_overrides(axes)
+        batches = BasicSweeper.split_arguments(overrides, None)
+    except HydraException as error:
+        raise ConfigError(f"invalid sweep.grid {axes}: {str(error).splitlines()[0]}") from None
+    points = [point for batch in batches for point in batch]
+    if not points:
+        raise ConfigError(f"sweep.grid {axes} expands to no jobs")
+    return points
+
+
+def conditional_overrides(point: Sequence[str], when: Mapping[str, Sequence[str]] | None) -> list[str]:
+    """Overrides that apply to a grid point: `sweep.when: {"model=rbf": ["optimizer=adam"]}`."""
+    return [o for condition, extra in (when or {}).items() if condition in point for o in extra]
+
+
+def job_id(config: Mapping[str, Any]) -> str:
+    significant = {k: v for k, v in config.items() if k not in NOT_IN_ID}
+    return hashlib.sha256(json.dumps(significant, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def compose_job(overrides: Sequence[str], config_name: str = "config") -> DictConfig:
+    """One job's config, composed by Hydra (the caller must be inside a Hydra context)."""
+    from hydra import compose
+    from hydra.errors import HydraException
+
+    try:
+        cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    except HydraException as error:
+        raise ConfigError(f"cannot compose a job from {list(overrides)}: {str(error).splitlines()[0]}") from None
+    choices = {g: cfg.hydra.runtime.choices.get(g) for g in GROUPS}
+    with open_dict(cfg):
+        del cfg["hydra"]
+        cfg.choices = choices
+    return cfg
+
+
+def plan(sweep: DictConfig, group: str | None = None) -> list[Job]:
+    """The sweep's jobs: grid points × fixed overrides, composed, resolved and named."""
+    jobs: dict[str, Job] = {}
+    for point in grid_overrides(OmegaConf.to_container(sweep.grid, resolve=True)):
+        extra = list(sweep.get("overrides") or []) + conditional_overrides(point, sweep.get("when"))
+        cfg = compose_job(extra + point)
+        if group is not None:
+            with open_dict(cfg):
+                cfg.logger.group = group
+        config = OmegaConf.to_container(cfg, resolve=True)
+        identity = job_id(config)
+        config["job_id"] = identity
+        jobs.setdefault(identity, Job(identity, tuple(point), config))
+    return list(jobs.values())

@@ -1,0 +1,169 @@
+"""The stages of a sweep over one sweep directory: plan → train → transfer → report.
+
+    <sweep_dir>/plan.json        the jobs: id, grid point, resolved config
+    <sweep_dir>/jobs/<id>/       one job directory each (pipeline.store)
+    <sweep_dir>/transfer.csv     long table: source, target, eps, error, agreement_*, confidence, ...
+    <sweep_dir>/summary.csv      one row per job × ε
+    <sweep_dir>/report.md, report.html, plots/
+
+Every stage can be re-run on its own (jobs.transfer, jobs.report); each writes its files atomically.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline import store
+from pipeline.errors import ConfigError
+from pipeline.plan import Job, plan
+from pipeline.schedule import Outcome, connect, job_dir, run_jobs
+
+PLAN, TRANSFER, TRANSFER_META, SUMMARY = "plan.json", "transfer.csv", "transfer.json", "summary.csv"
+
+
+def check_writable(directory: Path) -> Path:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".writable"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"dir={directory} is not writable ({error.strerror}); choose another with dir=<path>") from None
+    return directory
+
+
+def write_plan(sweep_dir: Path, jobs: list[Job]) -> None:
+    store.write_json(sweep_dir / PLAN, [{"id": j.id, "overrides": list(j.overrides), "config": j.config} for j in jobs])
+
+
+def read_plan(sweep_dir: Path) -> list[Job]:
+    try:
+        entries = store.read_json(Path(sweep_dir) / PLAN)
+        return [Job(e["id"], tuple(e["overrides"]), e["config"]) for e in entries]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"dir={sweep_dir} is not a sweep directory (no readable {PLAN}); "
+                          "give the folder `python -m jobs.sweep` wrote, e.g. outputs/sweeps/main") from None
+
+
+def connect_cluster(cfg: DictConfig) -> None:
+    c = cfg.cluster
+    connect(c.address, c.get("num_cpus"), c.get("num_gpus"), c.get("object_store_memory"))
+
+
+def plan_stage(cfg: DictConfig) -> tuple[Path, list[Job]]:
+    sweep_dir = check_writable(Path(cfg.dir))
+    jobs = plan(cfg.sweep, group=cfg.sweep.name)
+    write_plan(sweep_dir, jobs)
+    return sweep_dir, jobs
+
+
+def train_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job]) -> Outcome:
+    return run_jobs(jobs, sweep_dir, cfg.resources.cpu, cfg.resources.gpu, cfg.retries, cfg.force)
+
+
+def complete_jobs(sweep_dir: Path, jobs: list[Job]) -> dict[str, dict[str, Any]]:
+    """Metrics of the jobs whose results are complete and intact."""
+    found = {job.id: store.read_metrics(job_dir(sweep_dir, job)) for job in jobs}
+    return {job_id: metrics for job_id, metrics in found.items() if metrics is not None}
+
+
+def failed_jobs(sweep_dir: Path, jobs: list[Job]) -> dict[str, str]:
+    failures = {}
+    for job in jobs:
+        directory = job_dir(sweep_dir, job)
+        if not store.is_complete(directory) and (directory / store.FAILURE).exists():
+            failures[job.id] = store.read_json(directory / store.FAILURE).get("reason", "unknown")
+    return failures
+
+
+def transfer_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: bool = False) -> pd.DataFrame:
+    """The transfer table over the complete jobs; reused when it already covers exactly these jobs."""
+    from pipeline.transfer import run_transfer
+
+    complete = sorted(complete_jobs(sweep_dir, jobs))
+    settings = {"jobs": complete, **OmegaConf.to_container(cfg.transfer, resolve=True)}
+    settings.pop("enabled", None)
+    try:
+        if not force and store.read_json(sweep_dir / TRANSFER_META)["settings"] == settings:
+            return pd.read_csv(sweep_dir / TRANSFER)
+    except (OSError, ValueError, KeyError):
+        pass
+    if not complete:
+        return pd.DataFrame()
+    by_id = {job.id: job for job in jobs}
+    rows, gradients = run_transfer({j: job_dir(sweep_dir, by_id[j]) for j in complete}, cfg.transfer.epsilons,
+                                   cfg.transfer.clip, cfg.transfer.craft_with, cfg.transfer.batch_size)
+    frame = pd.DataFrame(rows)
+    store.atomic_write(sweep_dir / TRANSFER, lambda tmp: frame.to_csv(tmp, index=False))
+    store.write_json(sweep_dir / TRANSFER_META, {"settings": settings, "input_gradients": gradients})
+    return frame
+
+
+def summary_frame(jobs: list[Job], metrics: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for job in jobs:
+        m = metrics.get(job.id)
+        if m is None:
+            continue
+        choices = job.config.get("choices", {})
+        for point in m["curve"]:
+            rows.append({"job_id": job.id, "label": job.label, "setting": job.setting, "model": choices.get("model"),
+                         "regularizer": choices.get("regularizer"), "data": choices.get("data"),
+                         "seed": job.config.get("seed"), **point, "clean_error": m["clean_error"],
+                         "clean_confidence": m["clean_confidence"], "train_error": m["train_error"],
+                         "node": m.get("ray_node_id", m.get("node"))})
+    return pd.DataFrame(rows)
+
+
+def example_images(sweep_dir: Path, jobs: list[Job], complete: list[str], count: int,
+                   epsilons: list[float]) -> dict[str, tuple[list, list[str]]]:
+    """Clean test digits and their FGSM versions, for each complete job (first `count` test examples)."""
+    from pipeline.attacks import fgsm
+    from pipeline.job import instantiate
+
+    examples = {}
+    for job in jobs:
+        if job.id not in complete or count <= 0:
+            continue
+        cfg = OmegaConf.create(job.config)
+        data = instantiate(cfg.data, "data", seed=cfg.seed)
+        data.setup()
+        x, y = (t[:count] for t in data.splits["test"])
+        model = store.load_model(job_dir(sweep_dir, job))
+        clip = tuple(cfg.attack.clip) if cfg.attack.get("clip") else None
+        images = [fgsm(model, x, y, eps, clip) if eps > 0 else x for eps in epsilons]
+        examples[job.id] = (images, [f"ε={eps:g}" for eps in epsilons])
+    return examples
+
+
+def report_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], transfer: pd.DataFrame) -> Path:
+    from pipeline.job import instantiate
+    from pipeline.report import write_report
+
+    metrics = complete_jobs(sweep_dir, jobs)
+    summary = summary_frame(jobs, metrics)
+    store.atomic_write(sweep_dir / SUMMARY, lambda tmp: summary.to_csv(tmp, index=False))
+    examples = example_images(sweep_dir, jobs, list(metrics), cfg.report.images, list(cfg.transfer.epsilons))
+    report = write_report(sweep_dir, cfg.sweep.name, summary, transfer, failed_jobs(sweep_dir, jobs), examples)
+    if jobs:   # the stage runs use the jobs' W&B settings, in the sweep's group
+        tracker = instantiate(OmegaConf.create(jobs[0].config["logger"]), "logger")
+        plots = sorted((sweep_dir / "plots").glob("*.png"))
+        tracker.log_stage(sweep_dir, "transfer", {"transfer": transfer}, [p for p in plots if p.name.startswith("transfer")])
+        tracker.log_stage(sweep_dir, "summary", {"summary": summary}, [p for p in plots if not p.name.startswith("transfer")])
+    return report
+
+
+def print_summary(summary_csv: Path, report: Path, stream=sys.stdout) -> None:
+    summary = pd.read_csv(summary_csv) if summary_csv.exists() and summary_csv.stat().st_size > 1 else pd.DataFrame()
+    if summary.empty:
+        print(f"no complete jobs; report: {report}", file=stream)
+        return
+    table = summary.pivot_table(index="setting", columns="eps", values="error")
+    print("FGSM test error by ε (mean over seeds):", file=stream)
+    print((table * 100).round(1).to_string(), file=stream)
+    print(f"report: {report}", file=stream)
