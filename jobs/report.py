@@ -1,21 +1,19 @@
 """Rebuild the report of an existing sweep: `python -m jobs.report dir=outputs/sweeps/<name> [wandb.report=true]`."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
 import pandas as pd
 from omegaconf import DictConfig
 
-from pipeline.cli import one_line_errors
+from pipeline.cli import entry_point, exit_on_config_error
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="sweep")
-def report(cfg: DictConfig) -> None:
+@hydra.main(version_base="1.3", config_path="../conf", config_name="stage")
+@exit_on_config_error
+def report(stage: DictConfig) -> None:
     from pipeline import sweep as stages
 
-    sweep_dir = Path(cfg.dir)
-    jobs = stages.read_plan(sweep_dir)
+    cfg, sweep_dir, jobs = stages.open_sweep(stage)
     transfer_csv = sweep_dir / stages.TRANSFER
     transfer = pd.read_csv(transfer_csv) if transfer_csv.exists() else pd.DataFrame()
     path = stages.report_stage(cfg, sweep_dir, jobs, transfer)
@@ -26,7 +24,7 @@ def report(cfg: DictConfig) -> None:
         publish_report(sweep_dir, jobs, cfg.sweep.name)
 
 
-main = one_line_errors(report)
+main = entry_point(report)
 
 if __name__ == "__main__":
     main()

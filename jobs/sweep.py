@@ -12,10 +12,11 @@ import time
 import hydra
 from omegaconf import DictConfig
 
-from pipeline.cli import one_line_errors
+from pipeline.cli import entry_point, exit_on_config_error
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="sweep")
+@exit_on_config_error
 def sweep(cfg: DictConfig) -> None:
     from pipeline import sweep as stages
 
@@ -36,7 +37,7 @@ def sweep(cfg: DictConfig) -> None:
         sys.exit(1)
 
 
-main = one_line_errors(sweep)
+main = entry_point(sweep)
 
 if __name__ == "__main__":
     main()

@@ -7,12 +7,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from pipeline.cli import one_line_errors
+from pipeline.cli import entry_point, exit_on_config_error
 
 GROUPS = ("data", "model", "regularizer", "attack", "optimizer")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@exit_on_config_error
 def train(cfg: DictConfig) -> float:
     from pipeline.job import run_job
 
@@ -27,7 +28,7 @@ def train(cfg: DictConfig) -> float:
     return metrics["clean_error"]
 
 
-main = one_line_errors(train)
+main = entry_point(train)
 
 if __name__ == "__main__":
     main()

@@ -5,10 +5,11 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 from pipeline.errors import ConfigError
 
+T = TypeVar("T")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
@@ -34,33 +35,41 @@ def one_line(message: str) -> str:
     return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
-def one_line_errors(main: Callable[[], None]) -> Callable[[], None]:
-    """Run a command; bad input ends it with `error: <one line>` on stderr and exit code 2.
+def quote_grid_axes(argv: list[str]) -> list[str]:
+    """`sweep.grid.model=a,b` and `sweep.grid.seed=range(3)` are sweep axes, not multirun sweeps: pass them to Hydra
+    as quoted strings so that the sweep planner, not Hydra's launcher, expands them; new axes need no `+`."""
+    quoted = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+").startswith("sweep.grid.") and value[:1] not in ("'", '"'):
+            quote = "'" if "'" not in value else '"'
+            arg = f"++{key.lstrip('+')}={quote}{value}{quote}"
+        quoted.append(arg)
+    return quoted
 
-    Hydra's own handler catches every exception raised inside a `@hydra.main` task, prints it and exits with 1;
-    HYDRA_FULL_ERROR=1 lets exceptions reach this wrapper instead (others keep their full traceback, exit 1).
-    """
 
-    @functools.wraps(main)
-    def wrapped() -> None:
-        from hydra.errors import CompactHydraException
+def exit_on_config_error(function: Callable[..., T]) -> Callable[..., T]:
+    """Bad input ends the command with `error: <one line>` on stderr and exit code 2 (inside Hydra apps too, so
+    that Hydra adds no stack trace of its own)."""
 
-        previous = os.environ.get("HYDRA_FULL_ERROR")
-        os.environ["HYDRA_FULL_ERROR"] = "1"
+    @functools.wraps(function)
+    def wrapped(*args, **kwargs):
         try:
-            check_group_choices(sys.argv[1:])
-            main()
+            return function(*args, **kwargs)
         except ConfigError as error:
-            print(f"error: {one_line(str(error))}", file=sys.stderr)
+            print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
-        except CompactHydraException as error:   # bad overrides: unknown keys, parse errors, missing configs
-            cause = f" ({one_line(str(error.__cause__))})" if error.__cause__ is not None else ""
-            print(f"error: {one_line(str(error))}{cause}", file=sys.stderr)
-            sys.exit(2)
-        finally:
-            if previous is None:
-                os.environ.pop("HYDRA_FULL_ERROR", None)
-            else:
-                os.environ["HYDRA_FULL_ERROR"] = previous
 
     return wrapped
+
+
+def entry_point(app: Callable[[], None]) -> Callable[[], None]:
+    """The console entry point of a Hydra app: argv checked and prepared, then the app."""
+
+    @exit_on_config_error
+    def main() -> None:
+        check_group_choices(sys.argv[1:])
+        sys.argv[1:] = quote_grid_axes(sys.argv[1:])
+        app()
+
+    return main

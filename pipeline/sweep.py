@@ -23,7 +23,7 @@ from pipeline.errors import ConfigError
 from pipeline.plan import Job, plan
 from pipeline.schedule import Outcome, connect, job_dir, run_jobs
 
-PLAN, TRANSFER, TRANSFER_META, SUMMARY = "plan.json", "transfer.csv", "transfer.json", "summary.csv"
+PLAN, SETTINGS, TRANSFER, TRANSFER_META, SUMMARY = "plan.json", "sweep.yaml", "transfer.csv", "transfer.json", "summary.csv"
 
 
 def check_writable(directory: Path) -> Path:
@@ -41,13 +41,18 @@ def write_plan(sweep_dir: Path, jobs: list[Job]) -> None:
     store.write_json(sweep_dir / PLAN, [{"id": j.id, "overrides": list(j.overrides), "config": j.config} for j in jobs])
 
 
-def read_plan(sweep_dir: Path) -> list[Job]:
+def open_sweep(stage: DictConfig) -> tuple[DictConfig, Path, list[Job]]:
+    """A sweep directory's settings (its sweep.yaml, with the stage command's cluster and W&B keys) and jobs."""
+    sweep_dir = Path(stage.dir)
     try:
-        entries = store.read_json(Path(sweep_dir) / PLAN)
-        return [Job(e["id"], tuple(e["overrides"]), e["config"]) for e in entries]
+        cfg = OmegaConf.load(sweep_dir / SETTINGS)
+        entries = store.read_json(sweep_dir / PLAN)
+        jobs = [Job(e["id"], tuple(e["overrides"]), e["config"]) for e in entries]
     except (OSError, ValueError, KeyError, TypeError):
-        raise ConfigError(f"dir={sweep_dir} is not a sweep directory (no readable {PLAN}); "
+        raise ConfigError(f"dir={sweep_dir} is not a sweep directory (no readable {SETTINGS} and {PLAN}); "
                           "give the folder `python -m jobs.sweep` wrote, e.g. outputs/sweeps/main") from None
+    cfg = OmegaConf.merge(cfg, {"dir": str(sweep_dir), "cluster": stage.cluster, "wandb": stage.wandb})
+    return cfg, sweep_dir, jobs
 
 
 def connect_cluster(cfg: DictConfig) -> None:
@@ -58,6 +63,7 @@ def connect_cluster(cfg: DictConfig) -> None:
 def plan_stage(cfg: DictConfig) -> tuple[Path, list[Job]]:
     sweep_dir = check_writable(Path(cfg.dir))
     jobs = plan(cfg.sweep, group=cfg.sweep.name)
+    store.atomic_write(sweep_dir / SETTINGS, lambda tmp: OmegaConf.save(cfg, tmp, resolve=True))
     write_plan(sweep_dir, jobs)
     return sweep_dir, jobs
 

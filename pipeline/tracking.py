@@ -114,7 +114,7 @@ class Tracker:
 
         def start(attempt: str):
             return wandb.init(project=self.project, entity=self.entity, group=self.group, job_type=job_type,
-                              name=f"{self.group}-{job_type}", dir=str(sweep_dir), mode=attempt,
+                              name=f"{self.group}-{job_type}", id=f"{self.group}-{job_type}", dir=str(sweep_dir), mode=attempt,
                               reinit="create_new", settings=wandb.Settings(silent=True, init_timeout=60))
 
         run = start_with_fallback(start, mode)
