@@ -23,6 +23,14 @@ def sweep(cfg: DictConfig) -> None:
     started = time.monotonic()
     sweep_dir, jobs = stages.plan_stage(cfg)
     print(f"[sweep] {len(jobs)} jobs planned in {sweep_dir}", file=sys.stderr)
+    if cfg.plan_only:
+        for index, job in enumerate(jobs):
+            print(f"{index}\t{job.id}\t{' '.join(job.overrides)}")
+        return
+    if cfg.task is not None:   # one SLURM array task: no Ray, no later stages
+        trained = stages.train_one(cfg, sweep_dir, jobs, int(cfg.task))
+        print(f"[sweep] task {cfg.task}: {'trained' if trained else 'already complete'}", file=sys.stderr)
+        return
     stages.connect_cluster(cfg)
     outcome = stages.train_stage(cfg, sweep_dir, jobs)
     print(f"[sweep] trained {len(outcome.trained)}, reused {len(outcome.reused)}, failed {len(outcome.failed)}",

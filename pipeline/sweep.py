@@ -68,6 +68,20 @@ def plan_stage(cfg: DictConfig) -> tuple[Path, list[Job]]:
     return sweep_dir, jobs
 
 
+def train_one(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], index: int) -> bool:
+    """Train job number `index` of the plan in this process (one SLURM array task); False if already complete."""
+    from pipeline.job import run_job
+
+    if not 0 <= index < len(jobs):
+        raise ConfigError(f"task={index} is outside the plan; this sweep has jobs 0..{len(jobs) - 1}")
+    job = jobs[index]
+    directory = job_dir(sweep_dir, job)
+    if not cfg.force and store.is_complete(directory):
+        return False
+    run_job(OmegaConf.create(job.config), directory, run_name=job.label)
+    return True
+
+
 def train_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job]) -> Outcome:
     return run_jobs(jobs, sweep_dir, cfg.resources.cpu, cfg.resources.gpu, cfg.retries, cfg.force)
 

@@ -1,8 +1,9 @@
 """A throwaway two-node Ray cluster on loopback, for tests.
 
-Both nodes run on this machine as `ray start --block` subprocesses, so every
-Ray process of the cluster descends from a process we own and can be stopped
-by PID. `ray stop` is never used: it ends every Ray process of the user.
+Both nodes run on this machine as `ray start --block` subprocesses, each in a
+session of its own, so every Ray process of the cluster can be found (by
+session id, even once orphaned) and stopped by PID. `ray stop` is never used:
+it ends every Ray process of the user.
 
 Usage::
 
@@ -312,7 +313,6 @@ class RayCluster:
             "start",
             *args,
             "--block",
-            "--node-ip-address=127.0.0.1",
             f"--temp-dir={temp_dir}",
             f"--num-cpus={self.num_cpus}",
             f"--num-gpus={self.num_gpus}",
