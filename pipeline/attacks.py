@@ -60,8 +60,9 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
 
 
 def check_eps(eps: float, name: str = "eps") -> float:
-    if not eps >= 0:
-        raise ConfigError(f"{name}={eps} must be ≥ 0 (an L∞ radius in pixel units, pixels lie in [0, 1])")
+    """An L∞ radius in pixel units: pixels lie in [0, 1], so a radius above 1 is outside the data's range."""
+    if not 0 <= eps <= 1:
+        raise ConfigError(f"{name}={eps} must lie in [0, 1] (an L∞ radius in pixel units; pixels lie in [0, 1])")
     return float(eps)
 
 

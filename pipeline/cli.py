@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
 from pipeline.errors import ConfigError
+from pipeline.store import ensure_writable
 
 T = TypeVar("T")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -33,6 +34,18 @@ def check_group_choices(argv: Sequence[str]) -> None:
 
 def one_line(message: str) -> str:
     return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "dir")
+
+
+def check_output_dirs(argv: Sequence[str]) -> None:
+    """Refuse an output folder that cannot be created or written before Hydra or any job starts."""
+    for arg in argv:
+        key, sep, value = arg.lstrip("+").partition("=")
+        if not sep or key not in OUTPUT_KEYS or "$" in value:
+            continue
+        ensure_writable(Path(value.strip("'\"")), key)
 
 
 def quote_grid_axes(argv: list[str]) -> list[str]:
@@ -69,6 +82,7 @@ def entry_point(app: Callable[[], None]) -> Callable[[], None]:
     @exit_on_config_error
     def main() -> None:
         check_group_choices(sys.argv[1:])
+        check_output_dirs(sys.argv[1:])
         sys.argv[1:] = quote_grid_axes(sys.argv[1:])
         app()
 

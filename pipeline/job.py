@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import store
-from pipeline.attacks import predict
+from pipeline.attacks import check_eps, predict
 from pipeline.errors import ConfigError
 
 
@@ -59,7 +59,10 @@ def clean_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch
 
 
 def build(cfg: DictConfig):
-    """The data module, model, regularizer and attack of a job config (validated as they are built)."""
+    """The data module, model, regularizer and attack of a job config (validated as they are built, before any
+    training, so that a bad value costs nothing)."""
+    for eps in cfg.eval.epsilons:
+        check_eps(eps, "eval.epsilons")
     data = instantiate(cfg.data, "data", seed=cfg.seed)
     data.setup()
     model = instantiate(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)

@@ -39,6 +39,21 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             os.unlink(tmp)
 
 
+def ensure_writable(directory: Path, key: str) -> Path:
+    """Create the output folder and prove it writable, or refuse it in one line naming the config key."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".writable"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(f"{key}={directory} is not writable ({error.strerror or error}); "
+                          "choose a folder you can write") from None
+    return directory
+
+
 def write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, allow_nan=True)))
 

@@ -26,17 +26,6 @@ from pipeline.schedule import Outcome, connect, job_dir, run_jobs
 PLAN, SETTINGS, TRANSFER, TRANSFER_META, SUMMARY = "plan.json", "sweep.yaml", "transfer.csv", "transfer.json", "summary.csv"
 
 
-def check_writable(directory: Path) -> Path:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".writable"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise ConfigError(f"dir={directory} is not writable ({error.strerror}); choose another with dir=<path>") from None
-    return directory
-
-
 def write_plan(sweep_dir: Path, jobs: list[Job]) -> None:
     store.write_json(sweep_dir / PLAN, [{"id": j.id, "overrides": list(j.overrides), "config": j.config} for j in jobs])
 
@@ -61,7 +50,7 @@ def connect_cluster(cfg: DictConfig) -> None:
 
 
 def plan_stage(cfg: DictConfig) -> tuple[Path, list[Job]]:
-    sweep_dir = check_writable(Path(cfg.dir))
+    sweep_dir = store.ensure_writable(Path(cfg.dir), "dir")
     jobs = plan(cfg.sweep, group=cfg.sweep.name)
     store.atomic_write(sweep_dir / SETTINGS, lambda tmp: OmegaConf.save(cfg, tmp, resolve=True))
     write_plan(sweep_dir, jobs)
