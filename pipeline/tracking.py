@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
@@ -32,6 +34,16 @@ def api_key_configured() -> bool:
         return False
 
 
+def server_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP check of the W&B server, so that an unreachable one costs seconds, not wandb's init timeout."""
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def resolve_mode(mode: str) -> str:
     """'online', 'offline' or 'disabled'; WANDB_MODE in the environment wins over the config."""
     mode = os.environ.get("WANDB_MODE", mode)
@@ -39,7 +51,20 @@ def resolve_mode(mode: str) -> str:
         mode = "online" if api_key_configured() else "offline"
         if mode == "offline":
             say_once("W&B: no API key configured, logging offline; upload later with `wandb sync <job_dir>/wandb/offline-run-*`")
+    if mode == "online" and not server_reachable():
+        say_once("W&B server unreachable, logging offline; upload later with `wandb sync`")
+        mode = "offline"
     return mode
+
+
+def _release_wandb() -> None:
+    """After a failed start, W&B may still hold the run id; a fresh service lets the offline run take it."""
+    try:
+        import wandb
+
+        wandb.teardown()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def start_with_fallback(start: Callable[[str], T], mode: str) -> T | None:
@@ -48,11 +73,12 @@ def start_with_fallback(start: Callable[[str], T], mode: str) -> T | None:
         try:
             return start(attempt)
         except Exception as error:  # noqa: BLE001 - any W&B failure must leave the work running
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            reason = (str(error).splitlines()[0] if str(error) else type(error).__name__)[:200]
             if attempt == "offline":
                 say_once(f"W&B could not start ({reason}); going on without W&B")
                 return None
             say_once(f"W&B online run failed ({reason}); logging offline instead")
+            _release_wandb()
     return None
 
 

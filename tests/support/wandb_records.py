@@ -89,3 +89,44 @@ def run_file(job_dir: Path) -> Path:
     if len(found) != 1:
         raise AssertionError(f"expected one .wandb file under {job_dir}/wandb, found {found}")
     return found[0]
+
+
+class Run:
+    """What one offline run logged: its run record (group, job type), history rows, summary and tables."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = Path(run_dir)
+        found = sorted(self.dir.glob("run-*.wandb"))
+        if len(found) != 1:
+            raise AssertionError(f"expected one run-*.wandb file in {self.dir}, found {found}")
+        self.file = found[0]
+        self.records = records(self.file)
+        runs = [r.run for r in self.records if r.WhichOneof("record_type") == "run"]
+        if not runs:
+            raise AssertionError(f"{self.file} holds no run record")
+        self.run = runs[0]
+        self.history = history(self.file)
+
+    @property
+    def group(self) -> str:
+        return self.run.run_group
+
+    @property
+    def job_type(self) -> str:
+        return self.run.job_type
+
+    @property
+    def id(self) -> str:
+        return self.run.run_id
+
+    def table(self, key: str) -> dict[str, Any]:
+        """The last table logged under `key` ({"columns": [...], "data": [[...], ...]}), read from the run's files."""
+        paths = [row[f"{key}/path"] for row in self.history if row.get(f"{key}/_type") == "table-file"]
+        if not paths:
+            raise AssertionError(f"no table {key!r} in the history of {self.file}")
+        return json.loads((self.dir / "files" / paths[-1]).read_text())
+
+
+def read_run(run_dir: Path) -> Run:
+    """The run in an `offline-run-*` (or `run-*`) folder."""
+    return Run(run_dir)
