@@ -4,8 +4,9 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Iterator, Sequence, TypeVar
 
 from pipeline.errors import ConfigError
 from pipeline.store import ensure_writable
@@ -84,6 +85,29 @@ def entry_point(app: Callable[[], None]) -> Callable[[], None]:
         check_group_choices(sys.argv[1:])
         check_output_dirs(sys.argv[1:])
         sys.argv[1:] = quote_grid_axes(sys.argv[1:])
-        app()
+        with hydra_errors_as_config_errors():
+            app()
 
     return main
+
+
+@contextmanager
+def hydra_errors_as_config_errors() -> Iterator[None]:
+    """Hydra's own errors about the command line (an unknown key such as `regularizer.eps` when the regularizer
+    has no eps, a malformed override) as one-line ConfigErrors. Hydra reports them itself, over several lines
+    and with exit code 1, unless HYDRA_FULL_ERROR=1 lets them through to here; other exceptions then keep their
+    full traceback."""
+    from hydra.errors import CompactHydraException
+
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    except CompactHydraException as error:
+        cause = f" ({one_line(str(error.__cause__))})" if error.__cause__ is not None else ""
+        raise ConfigError(f"{one_line(str(error))}{cause}") from None
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous

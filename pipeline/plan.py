@@ -38,6 +38,17 @@ class Job:
         return ",".join(o.split("=", 1)[1] for o in self.overrides if not o.startswith("seed=")) or "all"
 
 
+def flatten(grid: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"optimizer": {"lr": "0.1,0.01"}} -> {"optimizer.lr": "0.1,0.01"}: nested axes are dotted keys."""
+    flat: dict[str, Any] = {}
+    for key, value in grid.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def grid_overrides(grid: Mapping[str, Any]) -> list[list[str]]:
     """Every grid point as a list of overrides, in `-m` order (Hydra's BasicSweeper does the expansion)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -47,7 +58,7 @@ def grid_overrides(grid: Mapping[str, Any]) -> list[list[str]]:
     if not grid:
         raise ConfigError("sweep.grid is empty; name at least one axis, e.g. sweep.grid.model=softmax,maxout")
     axes = []
-    for axis, values in grid.items():
+    for axis, values in flatten(grid).items():
         if values is None or values == "" or (isinstance(values, Sequence) and not isinstance(values, str) and not values):
             raise ConfigError(f"sweep.grid.{axis} is empty; give values like 'a,b' or 'range(3)'")
         if isinstance(values, Sequence) and not isinstance(values, str):
