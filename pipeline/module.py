@@ -11,12 +11,13 @@ from typing import Callable
 import pytorch_lightning as pl
 import torch
 
+from pipeline.errors import ConfigError
 from pipeline.models import Classifier
 from pipeline.regularizers import Regularizer
 
 
-class Diverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+class Diverged(ConfigError):
+    """The training loss became NaN or infinite: a setting (usually the learning rate) is too aggressive."""
 
 
 class AdversarialModule(pl.LightningModule):
@@ -43,8 +44,8 @@ class AdversarialModule(pl.LightningModule):
         optimizer.zero_grad(set_to_none=True)
         loss = self.regularizer.backward(self.model, x, y)
         if not math.isfinite(loss.item()):
-            raise Diverged(f"training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
-                           "lower optimizer.lr")
+            raise Diverged(f"training loss became {loss.item()} at epoch {self.current_epoch}, "
+                           f"step {self.global_step}; lower optimizer.lr (now {optimizer.param_groups[0]['lr']:g})")
         optimizer.step()
         self.model.constrain()
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))

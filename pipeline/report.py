@@ -106,6 +106,8 @@ def plot_transfer(transfer: pd.DataFrame, eps: float, labels: dict[str, str], pa
     import matplotlib.pyplot as plt
 
     cell = transfer[transfer["eps"] == eps].pivot_table(index="source", columns="target", values="error")
+    order = sorted(cell.index, key=lambda job: labels.get(job, job))   # same setting order on both axes
+    cell = cell.loc[order, order]
     names = [labels.get(j, j) for j in cell.index]
     fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(names), 1.0 + 0.7 * len(names)))
     image = ax.imshow(cell.values, vmin=0, vmax=1, cmap="magma")

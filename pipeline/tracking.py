@@ -46,7 +46,7 @@ def server_reachable(timeout: float = 3.0) -> bool:
 
 def resolve_mode(mode: str) -> str:
     """'online', 'offline' or 'disabled'; WANDB_MODE in the environment wins over the config."""
-    mode = os.environ.get("WANDB_MODE", mode)
+    mode = os.environ.get("WANDB_MODE") or mode
     if mode == "auto":
         mode = "online" if api_key_configured() else "offline"
         if mode == "offline":

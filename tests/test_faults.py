@@ -35,9 +35,10 @@ def complete(sweep_dir: Path) -> list[Path]:
     return [d for d in sorted((sweep_dir / "jobs").glob("*")) if store.is_complete(d)]
 
 
-def wait_for(condition, timeout: float = 300, what: str = "") -> None:
+def wait_for(condition, driver: subprocess.Popen, timeout: float = 300, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
+        assert driver.poll() is None, f"the driver ended (exit code {driver.returncode}) before {what}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.5)
 
@@ -62,7 +63,7 @@ def test_killed_driver_resumes_without_retraining(cluster, reference, tmp_path):
     driver = subprocess.Popen(sweep_command(sweep_dir, cluster.address), cwd=ROOT,
                               env={**cluster.env, "WANDB_MODE": "offline"}, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
-    wait_for(lambda: len(complete(sweep_dir)) >= 1, what="a first finished job")
+    wait_for(lambda: len(complete(sweep_dir)) >= 1, driver, what="a first finished job")
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
     time.sleep(5)   # Ray ends the dead driver's tasks; none may finish after the count below
@@ -91,7 +92,7 @@ def test_corrupted_results_are_recomputed_not_loaded(cluster, reference, tmp_pat
 def test_diverging_job_fails_with_its_reason_and_the_sweep_goes_on(cluster, tmp_path):
     sweep_dir = tmp_path / "diverge"
     result = run(sweep_command(sweep_dir, cluster.address, "sweep.grid.model=softmax",
-                               "sweep.grid.regularizer=none", "sweep.grid.optimizer.lr=0.1,1e30"), cluster.env)
+                               "sweep.grid.regularizer=none", "sweep.grid.optimizer.lr=0.1,1e37"), cluster.env)
     assert result.returncode == 1
     assert "trained 1, reused 0, failed 1" in result.stderr
     failures = [json.loads(p.read_text()) for p in sweep_dir.glob("jobs/*/failure.json")]
@@ -121,10 +122,10 @@ def test_lost_worker_node_mid_sweep(tmp_path):
     """Kill the worker node's raylet while jobs run: Ray retries them on the head; every result exists once."""
     with RayCluster(tmp_path / "ray", num_cpus=1) as cluster:
         sweep_dir = tmp_path / "smoke"
-        driver = subprocess.Popen(sweep_command(sweep_dir, cluster.address, "sweep.overrides=[trainer.max_epochs=6]"),
+        driver = subprocess.Popen(sweep_command(sweep_dir, cluster.address, 'sweep.overrides=["trainer.max_epochs=6","data.limit=600"]'),
                                   cwd=ROOT, env={**cluster.env, "WANDB_MODE": "offline"}, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: len(list(sweep_dir.glob("jobs/*/config.yaml"))) >= 2, what="two running jobs")
+        wait_for(lambda: len(list(sweep_dir.glob("jobs/*/config.yaml"))) >= 2, driver, what="two running jobs")
         os.kill(cluster.worker_raylet_pid(), signal.SIGKILL)
         _, stderr = driver.communicate(timeout=600)
     assert driver.returncode == 0, stderr[-3000:]
