@@ -42,13 +42,20 @@ def mnist5k(root: str | None = None) -> Split:
 def _read_idx(path: Path) -> np.ndarray:
     """Read one MNIST IDX file (optionally gzipped)."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as error:   # a truncated or damaged gzip stream
+        raise DataMissing(f"corrupted data file {path} ({error}); delete it and fetch it again") from None
+    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08 or len(data) < 4 + 4 * data[3]:
+        raise DataMissing(f"corrupted data file {path}: not an IDX file of unsigned bytes ({len(data)} bytes); "
+                          "delete it and fetch it again")
     ndim = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if array.size != int(np.prod(shape)):
-        raise DataMissing(f"corrupted data file {path}: header says {shape}, found {array.size} values")
+        raise DataMissing(f"corrupted data file {path}: header says {shape}, found {array.size} values; "
+                          "delete it and fetch it again")
     return array.reshape(shape)
 
 

@@ -117,7 +117,7 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
         clean_error, clean_confidence = clean_scores(model, x, y, cfg.eval.batch_size)
         checkpoint = store.save_checkpoint(job_dir, model, cfg.model)
         metrics = {
-            "job_id": job_id, "seed": cfg.seed, "choices": OmegaConf.to_container(cfg.get("choices") or {}),
+            "job_id": job_id, "seed": cfg.seed, "choices": OmegaConf.to_container(cfg.choices) if cfg.get("choices") else {},
             "clean_error": clean_error, "clean_confidence": clean_confidence,
             "train_error": clean_scores(model, *data.splits["train"], cfg.eval.batch_size)[0],
             "val_error": clean_scores(model, *data.splits["val"], cfg.eval.batch_size)[0],

@@ -84,7 +84,21 @@ def _progress_board():
         def snapshot(self) -> list[str]:
             return sorted(self.running)
 
-    return ProgressBoard.remote()
+    # On the driver's node: a board on a lost worker node would take the progress display down with it.
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    return ProgressBoard.options(scheduling_strategy=here).remote()
+
+
+def running_jobs(board) -> int | None:
+    """How many jobs say they are running; None if the board is gone (progress shows fewer details then)."""
+    import ray
+
+    try:
+        return len(ray.get(board.snapshot.remote(), timeout=10))
+    except Exception:  # noqa: BLE001 - progress display only
+        return None
 
 
 def _train(config: dict[str, Any], job_dir: str, run_name: str, board) -> dict[str, Any]:
@@ -167,8 +181,9 @@ def run_jobs(jobs: Iterable[Job], sweep_dir: Path, cpus: float = 1, gpus: float 
                 outcome.trained.append(job.id)
             except Exception as error:  # noqa: BLE001 - a failed job is reported, the sweep goes on
                 outcome.failed[job.id] = failure_reason(job_dir(sweep_dir, job), error)
-        running = len(ray.get(board.snapshot.remote()))
-        progress.show(done + len(outcome.trained), min(running, len(pending)), len(outcome.failed))
+        running = running_jobs(board)
+        running = len(pending) if running is None else min(running, len(pending))
+        progress.show(done + len(outcome.trained), running, len(outcome.failed))
     progress.show(done + len(outcome.trained), 0, len(outcome.failed), final=True)
     ray.kill(board)
     return outcome

@@ -74,12 +74,19 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _save_torch(state: dict[str, Any], path: Path) -> None:
+    """torch.save through an open file: given a path, torch records the (random) temporary file name in the
+    archive, and identical weights would hash differently."""
+    with open(path, "wb") as f:
+        torch.save(state, f)
+
+
 def save_checkpoint(job_dir: Path, model: torch.nn.Module, model_config: DictConfig | dict) -> dict[str, str]:
     """Save weights and the model's config; returns the {file, sha256} entry for metrics.json."""
     spec = OmegaConf.to_container(model_config, resolve=True) if isinstance(model_config, DictConfig) else model_config
     state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "model_config": spec,
              "input_shape": list(model.input_shape), "num_classes": int(model.num_classes)}
-    atomic_write(job_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+    atomic_write(job_dir / CHECKPOINT, lambda tmp: _save_torch(state, tmp))
     return {"file": CHECKPOINT, "sha256": sha256(job_dir / CHECKPOINT)}
 
 

@@ -1,0 +1,137 @@
+"""Shared fixtures: configs composed with Hydra's compose API, the embedded digits, small trained models."""
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+import pipeline.data
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = ROOT / "conf"
+GROUPS = ("data", "model", "regularizer", "attack", "optimizer")   # as jobs.train records them
+REAL_MNIST5K = pipeline.data.mnist5k
+
+
+def compose(*overrides: str, config_name: str = "config") -> DictConfig:
+    """A job config as `python -m jobs.train <overrides>` composes it, with `choices` filled in the same way."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    choices = {group: cfg.hydra.runtime.choices.get(group) for group in GROUPS}
+    with open_dict(cfg):
+        del cfg["hydra"]
+        cfg.choices = choices
+    return cfg
+
+
+def options(group: str) -> list[str]:
+    """The options of a config group: one per YAML file in conf/<group>."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """The 5,000 embedded MNIST digits, read once."""
+    return REAL_MNIST5K()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mnist5k_read_once(digits):
+    """Every data module of the session reads the embedded digits from memory instead of parsing the CSV again
+    (about a second each time). The function keeps its identity for `TensorDataModule` and Hydra's get_method."""
+
+    def mnist5k(root: str | None = None):
+        return digits[0].clone(), digits[1].clone()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline.data, "mnist5k", mnist5k)
+        yield
+
+
+def data_module(*overrides: str):
+    from pipeline.job import instantiate
+
+    cfg = compose(*overrides)
+    data = instantiate(cfg.data, "data", seed=cfg.seed)
+    data.setup()
+    return data
+
+
+def fit_softmax(x: torch.Tensor, y: torch.Tensor, epochs: int = 5, seed: int = 0) -> torch.nn.Module:
+    """The paper's shallow softmax trained with plain SGD (no Lightning), for attack tests."""
+    from pipeline.models import Softmax
+
+    torch.manual_seed(seed)
+    model = Softmax(x.shape[1:], int(y.max()) + 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(y), generator=generator)
+        for start in range(0, len(y), 100):
+            index = order[start: start + 100]
+            optimizer.zero_grad()
+            F.cross_entropy(model(x[index]), y[index]).backward()
+            optimizer.step()
+    model.zero_grad(set_to_none=True)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def mnist_splits():
+    """Train and test splits of the default data config (mnist5k, 70/10/20)."""
+    data = data_module()
+    return data.splits["train"], data.splits["test"]
+
+
+@pytest.fixture(scope="session")
+def softmax_model(mnist_splits):
+    """A softmax regression trained on mnist5k, and 500 test digits. Tests get their own copy."""
+    (x, y), (x_test, y_test) = mnist_splits
+    model = fit_softmax(x, y)
+    return model, x_test[:500], y_test[:500]
+
+
+@pytest.fixture
+def softmax(softmax_model):
+    model, x, y = softmax_model
+    return copy.deepcopy(model), x, y
+
+
+def train_briefly(tmp_path: Path, *overrides: str, batches: int | None = None) -> dict[str, Any]:
+    """Build a job's data, model and regularizer from the config and train it a few steps on the CPU with Lightning
+    (the module and Trainer of a real job). Returns the model, its parameters before training, and the last loss."""
+    import pytorch_lightning as pl
+
+    from pipeline.job import build, instantiate, quiet_lightning
+    from pipeline.module import AdversarialModule
+
+    quiet_lightning()
+    cfg = compose("logger=none", "trainer.max_epochs=1", "data.limit=200", *overrides)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    data, model, regularizer, _ = build(cfg)
+    model.initialize(*data.splits["train"])
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    module = AdversarialModule(model, regularizer, instantiate(cfg.optimizer, "optimizer"))
+    trainer = instantiate(cfg.trainer, "trainer", logger=False, default_root_dir=str(tmp_path), accelerator="cpu",
+                          limit_train_batches=batches or 1.0, limit_val_batches=1)
+    trainer.fit(module, datamodule=data)
+    return {"model": model, "before": before, "loss": float(trainer.callback_metrics["train/loss"]),
+            "cfg": cfg, "data": data, "steps": trainer.global_step}
+
+
+def run_command(args: Sequence[str], timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """`python -m <args>` in the repository root, as a user runs it."""
+    environment = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    environment.update({"WANDB_MODE": "disabled", "PYTHONIOENCODING": "utf-8", **env})
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=environment, capture_output=True,
+                          text=True, encoding="utf-8", timeout=timeout)

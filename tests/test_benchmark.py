@@ -1,0 +1,107 @@
+"""The benchmark runs end to end (`--quick`), writes its JSON and holds its counts. No timing is asserted."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.benchmark import count_passes, make_batch, make_model, markdown
+from pipeline.regularizers import Adversarial
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMED = ("fgsm_curve", "fgsm", "adversarial_step", "lightning_epoch")
+
+
+def benchmark(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "jobs.benchmark", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("benchmark") / "benchmark.json"
+    result = benchmark("--quick", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(out.read_text()), result.stdout
+
+
+def test_every_comparison_ran_for_both_models(quick):
+    report, _ = quick
+    assert report["mode"] == "quick" and report["device"] == "cpu"
+    ran = {(c["id"], c["model"]) for c in report["comparisons"] if "skipped" not in c}
+    assert ran == {(cid, model) for cid in TIMED for model in ("softmax", "maxout")}
+    for entry in report["comparisons"]:
+        for side in ("measured", "reference"):
+            assert set(entry[side]["seconds"]) >= {"median", "q1", "q3", "min", "max", "n"}
+            assert entry[side]["seconds"]["min"] > 0
+        assert entry["ratio"]["min"] <= entry["ratio"]["median"] <= entry["ratio"]["max"]
+        assert entry["target"]["op"] in (">=", "<=")
+        assert entry["judged"] is False and entry["passed"] is None   # --quick judges no timing
+
+
+def test_the_fast_attack_computes_what_the_baseline_does(quick):
+    report, _ = quick
+    for entry in report["comparisons"]:
+        if entry["id"] == "fgsm_curve":
+            assert entry["work"]["ours"] == {"forwards": 1 + len(entry["epsilons"]), "backwards": 1}
+            assert entry["work"]["torchattacks"] == {"forwards": 2 * len(entry["epsilons"]),
+                                                     "backwards": len(entry["epsilons"])}
+            assert entry["prediction_agreement"] > 0.99
+        if entry["id"] == "fgsm":
+            assert entry["identical_pixels"] > 0.99
+
+
+def test_counts_hold(quick):
+    report, _ = quick
+    transfer = report["counts"]["transfer"]
+    assert transfer["input_gradients_reported"] == transfer["input_gradients_hooked"] == transfer["models"]
+    assert transfer["rows"] == transfer["models"] ** 2 * transfer["epsilons"] and transfer["ok"]
+    step = report["counts"]["adversarial_step"]
+    for counts in step["per_model"].values():
+        assert counts["adversarial"] == {"forwards": 2, "backwards": 2}
+        assert counts["clean"] == {"forwards": 1, "backwards": 1}
+    assert report["counts_ok"] is True and report["errors"] == []
+
+
+def test_slow_stages_are_skipped_and_the_table_is_printed(quick):
+    report, stdout = quick
+    assert "skipped" in report["sweep"] and "skipped" in report["main_job"]
+    if not torch.cuda.is_available():
+        assert "needs a GPU" in report["gpu"]["skipped"]
+    assert report["table_markdown"] in stdout
+    assert stdout.startswith("| comparison |") and "not judged" in stdout
+    assert markdown(report) == report["table_markdown"]
+
+
+def test_hooks_see_the_extra_pass_of_the_plain_formula():
+    """The counter would catch a regression: the plain objective takes 3 forwards and 3 backwards, the fast path 2."""
+    model = make_model("maxout", torch.device("cpu")).train()
+    x, y = make_batch(32, torch.device("cpu"))
+    regularizer = Adversarial(alpha=0.5, eps=0.25)
+    assert count_passes(model, lambda: regularizer.objective(model, x, y).backward()) == {"forwards": 3,
+                                                                                          "backwards": 3}
+    assert count_passes(model, lambda: regularizer.backward(model, x, y)) == {"forwards": 2, "backwards": 2}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device", "tpu"], "--device"),
+    (["--only", "nothing"], "--only=nothing"),
+    (["--threads", "0"], "--threads=0"),
+    (["--out", "/proc/benchmark.json"], "not writable"),
+    (["--ray-address", "127.0.0.1:1"], "--ray-address=127.0.0.1:1 is unreachable"),
+])
+def test_bad_arguments_give_one_line_and_exit_2(args, message):
+    result = benchmark(*args, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")
+def test_cuda_without_a_gpu_is_refused():
+    result = benchmark("--device", "cuda", timeout=60)
+    assert result.returncode == 2 and result.stderr.strip().startswith("error: --device cuda: no CUDA device")
