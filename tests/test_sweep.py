@@ -87,7 +87,7 @@ def test_report_files(sweep):
 
 
 def test_wandb_runs_share_the_sweep_group_and_hold_the_transfer_table(sweep):
-    from tests.support.wandb_runs import read_run
+    from tests.support.wandb_records import read_run
 
     sweep_dir = sweep[0]
     runs = [read_run(p) for p in sweep_dir.glob("**/offline-run-*")]
