@@ -436,8 +436,10 @@ def bench_transfer(sizes: Sizes, device: torch.device) -> dict[str, Any]:
 
 # -- sweeps on Ray (each driven from a subprocess, so this process never becomes a Ray driver) ----------------------
 
-def plan_small_jobs(count: int, epochs: int, sweep_name: str, models: str = "softmax,maxout") -> list:
-    """`count` smoke-sized jobs (experiment=smoke: 600 digits, small maxout), logger=none."""
+def plan_small_jobs(count: int, epochs: int, sweep_name: str, models: str = "softmax,maxout",
+                    full_size: bool = False) -> list:
+    """`count` jobs of experiment=smoke (600 digits, a 32 × 2 maxout), logger=none; full_size: all 3,500 training
+    digits and the paper's 240 × 5 maxout."""
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
@@ -451,7 +453,10 @@ def plan_small_jobs(count: int, epochs: int, sweep_name: str, models: str = "sof
             cfg.sweep.name = sweep_name
             cfg.sweep.grid = {"model": models, "regularizer": "none,adversarial",
                               "seed": f"range({math.ceil(count / per_seed)})"}
-            cfg.sweep.overrides = [f"trainer.max_epochs={epochs}", "data.limit=600", "logger=none"]
+            cfg.sweep.overrides = [f"trainer.max_epochs={epochs}", "logger=none"] + ([] if full_size else
+                                                                                     ["data.limit=600"])
+            if full_size:
+                cfg.sweep.when = {"model=rbf": ["optimizer=adam"]}
         return plan(cfg.sweep, group=sweep_name)[:count]
 
 
@@ -464,7 +469,8 @@ def sweep_driver(spec_path: str) -> None:
     connect(spec["address"], spec.get("num_cpus"), spec.get("num_gpus"))
     import ray
 
-    jobs = plan_small_jobs(spec["jobs"], spec["epochs"], spec["name"], spec.get("models", "softmax,maxout"))
+    jobs = plan_small_jobs(spec["jobs"], spec["epochs"], spec["name"], spec.get("models", "softmax,maxout"),
+                           spec.get("full_size", False))
     resources = ray.cluster_resources()
     rounds = []
     for number in range(spec.get("rounds", 1)):   # round 0 starts the workers; later rounds reuse them (warm)
@@ -592,7 +598,8 @@ def bench_gpu(sizes: Sizes, device: torch.device) -> dict[str, Any]:
     packing = []
     for per_gpu in sizes.gpu_pack:
         spec = {"address": None, "num_cpus": os.cpu_count(), "num_gpus": 1, "jobs": sizes.gpu_pack_jobs,
-                "epochs": 3, "cpus": 1, "gpus": 1 / per_gpu, "name": f"pack{per_gpu}", "models": "maxout"}
+                "epochs": 5, "cpus": 1, "gpus": 1 / per_gpu, "name": f"pack{per_gpu}", "models": "maxout",
+                "full_size": True}
         result = drive_sweep(spec, env, timeout=1200)["rounds"][0]   # a fresh local Ray each time: cold for all
         packing.append({"jobs_per_gpu": per_gpu, "jobs": len(result["jobs"]), "wall_seconds": result["wall_seconds"],
                         "jobs_per_minute": 60 * len(result["jobs"]) / result["wall_seconds"],

@@ -1,4 +1,4 @@
-"""Bad input to `python -m jobs.train` ends with exit code 2 and one line on stderr, `error: ...`, naming the value.
+"""Bad input to any command ends with exit code 2 and one line on stderr, `error: ...`, naming the value.
 
 The commands run as subprocesses, as a user runs them, a few at a time.
 """
@@ -23,17 +23,52 @@ CASES = {
     "no training data": (["data.limit=0"], "data.limit=0"),
     "no pgd steps": (["attack=pgd", "attack.steps=0"], "attack.steps=0"),
     "negative epsilon": (["eval.epsilons=[-0.1]"], "-0.1"),
+    "epsilon above the pixel range": (["eval.epsilons=[1.5]"], "eval.epsilons=1.5"),
+    "negative alpha": (["regularizer=adversarial", "regularizer.alpha=-0.5"], "regularizer.alpha=-0.5"),
+    "unknown attack": (["attack=nosuch"], "unknown attack 'nosuch'"),
+    "ensemble of zero members": (["model=ensemble", "model.size=0"], "model.size=0"),
+    "pgd negative step": (["attack=pgd", "attack.step_fraction=-0.1"], "attack.step_fraction=-0.1"),
+    "zero batch size": (["data.batch_size=0"], "data.batch_size=0"),
+    "missing data set": (["data=mnist", "data.root={tmp}/empty", "data.download=false"], "download it"),
+    "corrupted data file": (["data=fashion_mnist", "data.root={tmp}/corrupt", "data.download=false"],
+                            "corrupted data file"),
+    "non-writable output folder": (["hydra.run.dir=/proc/harness/out"], "hydra.run.dir=/proc/harness/out"),
+    "override not in the config": (["nosuchkey=1"], "nosuchkey"),
+    "unknown experiment": (["jobs.sweep", "experiment=nosuch"], "unknown experiment 'nosuch'"),
+    "empty sweep grid": (["jobs.sweep", "sweep.grid.model=", "dir={tmp}/sweep", "plan_only=true"], "sweep.grid.model"),
+    "invalid sweep grid": (["jobs.sweep", "sweep.grid.model=a,,(", "dir={tmp}/sweep", "plan_only=true"],
+                           "invalid sweep.grid"),
+    "unknown option in the grid": (["jobs.sweep", "sweep.grid.model=softmax,nosuch", "dir={tmp}/sweep",
+                                    "plan_only=true"], "nosuch"),
+    "non-writable sweep folder": (["jobs.sweep", "dir=/proc/harness/sweep"], "dir=/proc/harness/sweep"),
+    "transfer on a folder that is not a sweep": (["jobs.transfer", "dir={tmp}"], "is not a sweep directory"),
+    "report on a folder that is not a sweep": (["jobs.report", "dir={tmp}"], "is not a sweep directory"),
 }
+COMMANDS = ("jobs.sweep", "jobs.transfer", "jobs.report")
+
+
+def corrupt_fashion_mnist(folder):
+    """Fashion-MNIST files whose headers promise more values than they hold."""
+    folder.mkdir(parents=True)
+    for split in ("train", "t10k"):
+        header = b"\x00\x00\x08\x03" + (10).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+        (folder / f"{split}-images-idx3-ubyte").write_bytes(header + b"\x01" * 20)
+        (folder / f"{split}-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + (10).to_bytes(4, "big") + b"\x01" * 10)
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_input")
 
+    corrupt_fashion_mnist(root / "corrupt" / "FashionMNIST" / "raw")
+
     def run(item):
-        name, (overrides, _) = item
+        name, (args, _) = item
         folder = root / name.replace(" ", "_")
-        return name, run_command(["jobs.train", *SMALL, *overrides, f"hydra.run.dir={folder}"], timeout=240)
+        args = [a.replace("{tmp}", str(root)) for a in args]
+        if args[0] in COMMANDS:
+            return name, run_command(args, timeout=240)
+        return name, run_command(["jobs.train", *SMALL, f"hydra.run.dir={folder}", *args], timeout=240)
 
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         return dict(pool.map(run, CASES.items()))

@@ -105,3 +105,17 @@ def test_bad_arguments_give_one_line_and_exit_2(args, message):
 def test_cuda_without_a_gpu_is_refused():
     result = benchmark("--device", "cuda", timeout=60)
     assert result.returncode == 2 and result.stderr.strip().startswith("error: --device cuda: no CUDA device")
+
+
+@pytest.mark.slow
+def test_the_ray_sweep_comparison_runs_on_a_two_node_cluster(tmp_path):
+    out = tmp_path / "ray.json"
+    result = benchmark("--quick", "--ray", "--only", "sweep", "--out", str(out), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = json.loads(out.read_text())["sweep"]
+    assert sweep["ok"] and sweep["slots"] == 2 and sweep["jobs"] == sweep["planned"] == 4
+    assert len(sweep["jobs_per_node"]) == 2                       # both nodes trained jobs
+    for run in (sweep, sweep["warm"]):
+        assert 0 < run["efficiency_train_only"] < run["efficiency"]
+        assert all(0 < j["job_seconds"] < run["wall_seconds"] + 1 for j in run["per_job"])
+    assert sweep["judged"] is False and sweep["passed"] is None

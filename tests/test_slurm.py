@@ -200,8 +200,8 @@ def array(slurm, env, tmp_path_factory):
     leftovers = job_processes(job)
     # afterwards, the plain sweep command with the same arguments (local Ray): reuses every job
     started = time.monotonic()
-    final = subprocess.run([sys.executable, "-m", "jobs.sweep", *args], cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=300)
+    final = subprocess.run([sys.executable, "-m", "jobs.sweep", *args], cwd=ROOT, capture_output=True, text=True,
+                           env={**env, "WANDB_MODE": "disabled"}, timeout=300)   # no W&B stage run: time
     print(f"jobs.sweep after the array: {time.monotonic() - started:.0f}s")
     return SimpleNamespace(job=job, size=size, states=states, logs=logs, dir=out / "smoke", marker=marker,
                            plan=plan.stdout, final=final, leftovers=leftovers)
