@@ -96,6 +96,17 @@ class MaxoutLinear(nn.Module):
         return self.linear(x).view(-1, self.units, self.pieces).amax(dim=-1)
 
 
+def dense_stack(input_size: int, widths: Sequence[int], num_classes: int, first: list[nn.Module],
+                block: Callable[[int, int], list[nn.Module]]) -> nn.Sequential:
+    """Flatten, `first`, one `block(in, out)` per hidden width, then a linear layer to the class logits."""
+    layers: list[nn.Module] = [nn.Flatten(), *first]
+    width = input_size
+    for units in widths:
+        layers += block(width, units)
+        width = units
+    return nn.Sequential(*layers, nn.Linear(width, num_classes))
+
+
 def max_norm_(linear: nn.Linear, max_norm: float) -> None:
     """Rescale the weight vector of each output unit to norm ≤ max_norm (pylearn2's max_col_norm)."""
     norms = linear.weight.norm(dim=1, keepdim=True).clamp(min=1e-12)
@@ -115,13 +126,8 @@ class Maxout(Classifier):
         if units < 1 or pieces < 1 or layers < 1:
             raise ConfigError(f"model.units={units}, pieces={pieces}, layers={layers} must all be ≥ 1")
         self.max_norm = max_norm
-        blocks: list[nn.Module] = [nn.Flatten(), nn.Dropout(input_dropout)]
-        width = self.input_size
-        for _ in range(layers):
-            blocks += [MaxoutLinear(width, units, pieces), nn.Dropout(hidden_dropout)]
-            width = units
-        blocks.append(nn.Linear(width, num_classes))
-        self.net = nn.Sequential(*blocks)
+        self.net = dense_stack(self.input_size, [units] * layers, num_classes, [nn.Dropout(input_dropout)],
+                               lambda i, o: [MaxoutLinear(i, o, pieces), nn.Dropout(hidden_dropout)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -190,13 +196,8 @@ class MLP(Classifier):
     def __init__(self, input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (800, 800),
                  dropout: float = 0.0) -> None:
         super().__init__(input_shape, num_classes)
-        blocks: list[nn.Module] = [nn.Flatten()]
-        width = self.input_size
-        for units in hidden:
-            blocks += [nn.Linear(width, units), nn.ReLU(), nn.Dropout(dropout)]
-            width = units
-        blocks.append(nn.Linear(width, num_classes))
-        self.net = nn.Sequential(*blocks)
+        self.net = dense_stack(self.input_size, hidden, num_classes, [],
+                               lambda i, o: [nn.Linear(i, o), nn.ReLU(), nn.Dropout(dropout)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

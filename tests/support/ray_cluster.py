@@ -29,8 +29,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO
+
+from tests.support.lifecycle import Service
 
 HEAD_RESOURCE = "node_head"
 WORKER_RESOURCE = "node_worker"
@@ -150,7 +151,7 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "<no log>"
 
 
-class RayCluster:
+class RayCluster(Service):
     """A head node and one worker node, started on enter, stopped by PID on exit."""
 
     def __init__(
@@ -204,22 +205,6 @@ class RayCluster:
         return {p.pid for p in self._processes()}
 
     # -- lifecycle ----------------------------------------------------------
-
-    def __enter__(self) -> RayCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,8 @@ Only the standard library is used, so the module imports anywhere; call
 
 from __future__ import annotations
 
+from tests.support.lifecycle import Service
+
 import fcntl
 import os
 import re
@@ -23,7 +25,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
 # Root's PATH normally has the sbin dirs, but a test runner's may not.
 _SEARCH_PATH = os.pathsep.join(
@@ -121,7 +122,7 @@ def _tail(path: Path, lines: int = 30) -> str:
         return f"<{exc}>"
 
 
-class SlurmCluster:
+class SlurmCluster(Service):
     """A one-node cluster: ``with SlurmCluster(tmp_path) as cluster: ...``.
 
     Each instance uses a fresh state dir under ``workdir`` (an old DRAIN
@@ -152,22 +153,6 @@ class SlurmCluster:
         self._env: dict[str, str] = {}
 
     # -- lifecycle -------------------------------------------------------
-
-    def __enter__(self) -> SlurmCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         install_slurm()
