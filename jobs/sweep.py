@@ -1,4 +1,5 @@
-"""The main job: plan a grid with Hydra, train it on Ray, build the transfer matrix and the report.
+"""The main job: plan a grid with Hydra, train it on Ray, build the transfer matrix, the extra evaluations and
+the report.
 
     python -m jobs.sweep                                        # embedded digits, local Ray, W&B offline
     python -m jobs.sweep experiment=<name> cluster.address=auto # an experiment on an existing Ray cluster
@@ -36,6 +37,8 @@ def sweep(cfg: DictConfig) -> None:
     print(f"[sweep] trained {len(outcome.trained)}, reused {len(outcome.reused)}, failed {len(outcome.failed)}",
           file=sys.stderr)
     transfer = stages.transfer_stage(cfg, sweep_dir, jobs) if cfg.transfer.enabled else stages.pd.DataFrame()
+    if cfg.evaluation.enabled:
+        stages.evaluation_stage(cfg, sweep_dir, jobs)
     report = stages.report_stage(cfg, sweep_dir, jobs, transfer)
     stages.print_summary(sweep_dir / stages.SUMMARY, report)
     print(f"[sweep] finished in {time.monotonic() - started:.0f}s", file=sys.stderr)

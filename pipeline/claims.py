@@ -180,7 +180,8 @@ class Transferred(Quantity):
         sources, targets = results.job_ids(self.source, data), results.job_ids(self.target, data)
         rows = transfer[transfer["source"].isin(sources) & transfer["target"].isin(targets)
                         & matches_eps(transfer, self.eps)]
-        rows = rows[[seeds[s] == seeds[t] and s != t for s, t in zip(rows["source"], rows["target"])]]
+        paired = [seeds[s] == seeds[t] and s != t for s, t in zip(rows["source"], rows["target"])]
+        rows = rows[pd.Series(paired, index=rows.index, dtype=bool)]
         return pd.Series(rows[self.metric].to_numpy(), index=rows["source"] + ">" + rows["target"], dtype=float)
 
 

@@ -1,4 +1,5 @@
-"""The sweep report: tables and plots from summary.csv and transfer.csv, as report.md and report.html.
+"""The sweep report: the paper's claims beside ours first, then tables and plots from summary.csv, transfer.csv and
+evaluations.csv, and the paper's figures, as report.md and report.html.
 
 Both files are rendered from one list of blocks (headings, text, tables, images), so they always agree.
 """
@@ -12,7 +13,10 @@ from typing import Sequence
 
 import pandas as pd
 
-from pipeline.paper import PAPER
+from pipeline.claims import PASS, FAIL, UNCLEAR, NOT_RUN, Results, claims_table
+from pipeline.evaluations import leaks_labels
+from pipeline.figures import Drawn, pyplot, save
+from pipeline.stats import estimate, percent
 
 PLOTS = "plots"
 
@@ -69,68 +73,60 @@ class Document:
                 f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
 
 
-def percent(value: float) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
-
-
 def aggregate(summary: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Mean, and a 95% interval half-width where there are several seeds, per setting and ε."""
-    grouped = summary.groupby(["setting", "eps"])[column]
-    stats = grouped.agg(["mean", "std", "count"]).reset_index()
-    stats["half_width"] = 1.96 * stats["std"].fillna(0) / stats["count"].pow(0.5)
-    return stats
+    """Mean and 95% interval half-width (Student's t; 0 with one seed) per setting and ε."""
+    rows = []
+    for (setting, eps), values in summary.groupby(["setting", "eps"])[column]:
+        found = estimate(values)
+        if found is not None:
+            rows.append({"setting": setting, "eps": eps, "mean": found.mean,
+                         "half_width": 0.0 if math.isnan(found.half) else found.half})
+    return pd.DataFrame(rows, columns=["setting", "eps", "mean", "half_width"])
 
 
 def plot_curves(summary: pd.DataFrame, column: str, path: Path, ylabel: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     stats = aggregate(summary, column)
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, rows in stats.groupby("setting"):
         ax.errorbar(rows["eps"], rows["mean"], yerr=rows["half_width"], marker="o", capsize=3, label=name)
     ax.set(xlabel="ε", ylabel=ylabel, ylim=(0, 1.02))
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
-def plot_transfer(transfer: pd.DataFrame, eps: float, labels: dict[str, str], path: Path) -> None:
-    import matplotlib
+def transfer_by_setting(transfer: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """The transfer table averaged over seeds per (source setting, target setting, ε), pairing jobs of one seed
+    (so that a setting against itself is the white-box attack)."""
+    jobs = summary.drop_duplicates("job_id").set_index("job_id")
+    frame = transfer[transfer["source"].isin(jobs.index) & transfer["target"].isin(jobs.index)].copy()
+    frame = frame[jobs.loc[frame["source"], "seed"].to_numpy() == jobs.loc[frame["target"], "seed"].to_numpy()]
+    frame["source"], frame["target"] = jobs.loc[frame["source"], "setting"].to_numpy(), jobs.loc[frame["target"], "setting"].to_numpy()
+    columns = ["error", "agreement_both_wrong", "agreement_source_wrong", "confidence"]
+    return frame.groupby(["source", "target", "eps"], as_index=False)[columns].mean()
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    cell = transfer[transfer["eps"] == eps].pivot_table(index="source", columns="target", values="error")
-    order = sorted(cell.index, key=lambda job: labels.get(job, job))   # same setting order on both axes
-    cell = cell.loc[order, order]
-    names = [labels.get(j, j) for j in cell.index]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(names), 1.0 + 0.7 * len(names)))
-    image = ax.imshow(cell.values, vmin=0, vmax=1, cmap="magma")
-    ax.set_xticks(range(len(cell.columns)), [labels.get(j, j) for j in cell.columns], rotation=45, ha="right",
-                  fontsize=7)
-    ax.set_yticks(range(len(names)), names, fontsize=7)
-    for (i, j), value in pd.DataFrame(cell.values).stack().items():
-        ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=7,
-                color="white" if value < 0.6 else "black")
-    ax.set(xlabel="target (predicts)", ylabel="source (crafts)", title=f"transfer error at ε={eps:g}")
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def plot_transfer(table: pd.DataFrame, eps: float, path: Path, value: str = "error") -> None:
+    plt = pyplot()
+    cell = table[table["eps"] == eps].pivot_table(index="source", columns="target", values=value)
+    order = sorted(set(cell.index) | set(cell.columns))   # same setting order on both axes
+    cell = cell.reindex(index=order, columns=order)
+    fig, ax = plt.subplots(figsize=(1.6 + 0.6 * len(order), 1.2 + 0.5 * len(order)))
+    picture = ax.imshow(cell.values, vmin=0, vmax=1, cmap="magma")
+    ax.set_xticks(range(len(order)), order, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(order)), order, fontsize=7)
+    for (i, j), number in pd.DataFrame(cell.values).stack().items():
+        ax.text(j, i, f"{100 * number:.0f}", ha="center", va="center", fontsize=6,
+                color="white" if number < 0.6 else "black")
+    ax.set(xlabel="target (predicts)", ylabel="source (crafts)", title=f"transfer {value.replace('_', ' ')} at ε={eps:g}")
+    fig.colorbar(picture, ax=ax, fraction=0.046)
+    save(fig, path)
 
 
 def plot_examples(images: Sequence, titles: Sequence[str], path: Path) -> None:
     """Rows of images (one row per ε), each a [N, C, H, W] tensor in [0, 1]."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows, cols = len(images), len(images[0])
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 1.0), squeeze=False)
     for r, (batch, title) in enumerate(zip(images, titles)):
@@ -139,72 +135,108 @@ def plot_examples(images: Sequence, titles: Sequence[str], path: Path) -> None:
             axes[r][c].imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1)
             axes[r][c].axis("off")
         axes[r][0].set_title(title, fontsize=7, loc="left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
-def paper_table(summary: pd.DataFrame, eps: float = 0.25) -> pd.DataFrame:
-    """Our mean (± 95% interval over seeds) beside each paper number whose setting this sweep ran."""
-    rows = []
-    for number in PAPER:
-        ours = summary[(summary["model"] == number.model) & (summary["regularizer"] == number.regularizer)
-                       & ((summary["eps"] - number.eps).abs() < 1e-9)]
-        if ours.empty:
-            continue
-        per_job = ours.groupby("job_id")[number.metric].first()
-        half = 1.96 * per_job.std() / math.sqrt(len(per_job)) if len(per_job) > 1 else float("nan")
-        rows.append({"claim": number.claim, "ε": number.eps, "paper (MNIST)": percent(number.value),
-                     "ours": percent(per_job.mean()) + ("" if math.isnan(half) else f" ± {100 * half:.1f}"),
-                     "seeds": len(per_job), "data": ", ".join(sorted(ours["data"].unique()))})
-    return pd.DataFrame(rows)
+VERDICTS = (f"Verdicts: {PASS} / {FAIL} when the 95% interval of a check's difference lies on one side of 0, "
+            f"{UNCLEAR} when it holds 0, {NOT_RUN} when this sweep has no job of a setting the claim needs. On the "
+            "paper's own data set each of our means must also lie within the stated band of the paper's number. "
+            "Checks compare means over seeds (Student's t intervals; a setting's jobs are its seeds). The paper's "
+            "numbers are on full MNIST (CIFAR-10 for the conv net) with its unclipped FGSM.")
 
 
-def write_report(sweep_dir: Path, name: str, summary: pd.DataFrame, transfer: pd.DataFrame,
-                 failed: dict[str, str], examples: dict[str, tuple[list, list[str]]]) -> Path:
+def attack_table(summary: pd.DataFrame, evaluations: pd.DataFrame, clip: str, eps: float) -> pd.DataFrame:
+    """Per setting: clean error and each evaluation attack's error at ε (mean over seeds), and which attacks
+    show adversarial accuracy above clean accuracy on some job (label leaking)."""
+    settings = summary.drop_duplicates("job_id").set_index("job_id")["setting"]
+    rows = evaluations[(evaluations["clip"] == clip) & ((evaluations["eps"] - eps).abs() < 1e-9)].copy()
+    rows["setting"] = settings.reindex(rows["job_id"]).to_numpy()
+    table = rows.pivot_table(index="setting", columns="evaluation", values="error").map(percent)
+    table.insert(0, "clean error", rows.groupby("setting")["clean_error"].mean().map(percent))
+    leaking = rows[leaks_labels(rows)].groupby("setting")["evaluation"].agg(lambda names: ", ".join(sorted(set(names))))
+    table["label leaking ⚑"] = leaking.reindex(table.index).fillna("")
+    return table.reset_index()
+
+
+def curve_leaks(summary: pd.DataFrame) -> list[str]:
+    """Settings whose own FGSM curve has error below clean error at some ε > 0."""
+    rows = summary[(summary["eps"] > 0) & leaks_labels(summary)]
+    return sorted(set(rows["setting"]))
+
+
+def claims_section(doc: Document, results: Results) -> None:
+    doc.heading("Paper vs this run")
+    table = claims_table(results)
+    doc.table(table)
+    counts = table["verdict"].value_counts()
+    doc.text(", ".join(f"{counts.get(v, 0)} {v}" for v in (PASS, FAIL, UNCLEAR, NOT_RUN)) + ". " + VERDICTS)
+
+
+def honest_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFrame) -> None:
+    doc.heading("Honest evaluation: stronger attacks, clipping, predicted labels")
+    doc.text("Error rates at ε on the test set, mean over seeds. fgsm: true labels; fgsm_predicted_labels: crafted "
+             "with the model's own predictions (no label leaking); fgsm_random_start: a uniform random start in the "
+             "ε-ball, then one signed-gradient step; pgd: projected gradient ascent with random restarts (an example "
+             "counts as fooled when PGD or FGSM fools it). A gap between FGSM and PGD on an adversarially trained "
+             "model is gradient masking. ⚑ marks attacks under which some job's error falls below its clean error "
+             "(adversarial accuracy above clean accuracy: label leaking).")
+    attacks = evaluations[~evaluations["evaluation"].isin(["rubbish", "one_member"])]
+    for clip in sorted(attacks["clip"].unique(), key=lambda c: c != "none"):
+        for eps in sorted(attacks["eps"].dropna().unique()):
+            doc.text(f"ε={eps:g}, " + ("unclipped (the paper's FGSM)" if clip == "none" else f"clipped to [{clip.replace('-', ', ')}]"))
+            doc.table(attack_table(summary, attacks, clip, eps))
+    leaks = curve_leaks(summary)
+    doc.text("⚑ Own FGSM curves with error below clean error at some ε: " + (", ".join(leaks) if leaks else "none") + ".")
+
+
+def transfer_section(doc: Document, transfer: pd.DataFrame, summary: pd.DataFrame, plots: Path) -> None:
+    doc.heading("Transfer")
+    doc.text("Rows: the setting the examples were crafted on; columns: the setting that predicts them; jobs of the "
+             "same seed, averaged over seeds (the diagonal is the white-box attack). Agreement: how often the target "
+             "predicts the source's wrong class, over examples both misclassify. transfer.csv has every pair of jobs.")
+    table = transfer_by_setting(transfer, summary)
+    top = table["eps"].max()
+    for eps, value in [(e, "error") for e in sorted(table["eps"].unique()) if e > 0] + [(top, "agreement_both_wrong")]:
+        name = f"transfer_eps{eps:g}.png" if value == "error" else f"transfer_agreement_eps{eps:g}.png"
+        plot_transfer(table, eps, plots / name, value)
+        doc.image(f"{PLOTS}/{name}", f"transfer {value.replace('_', ' ')} at ε={eps:g}")
+
+
+def write_report(sweep_dir: Path, name: str, results: Results, failed: dict[str, str],
+                 examples: dict[str, tuple[list, list[str]]], figures: Sequence[Drawn] = ()) -> Path:
     """Plots under plots/, then report.md and report.html in the sweep directory; returns report.html."""
+    summary, transfer, evaluations = results.summary, results.transfer, results.evaluations
     plots = sweep_dir / PLOTS
     plots.mkdir(parents=True, exist_ok=True)
     doc = Document(f"Harness sweep '{name}'")
-    labels = dict(zip(summary["job_id"], summary["label"])) if not summary.empty else {}
     doc.text(f"{summary['job_id'].nunique() if not summary.empty else 0} complete jobs, {len(failed)} failed. "
              "Errors are test-set error rates under FGSM at each ε; confidence is the mean probability of the "
              "predicted class.")
+    if not summary.empty:
+        claims_section(doc, results)
     if failed:
         doc.heading("Failed jobs")
         doc.table(pd.DataFrame([{"job": job, "reason": reason} for job, reason in failed.items()]))
     if summary.empty:
         return _save(sweep_dir, doc)
-    doc.heading("Paper vs this run")
-    comparison = paper_table(summary)
-    if comparison.empty:
-        doc.text("No job of this sweep matches a setting of the paper.")
-    else:
-        doc.table(comparison)
     doc.heading("FGSM error by ε")
     table = summary.pivot_table(index="setting", columns="eps", values="error").map(percent)
     doc.table(table.rename(columns=lambda e: f"ε={e:g}").reset_index())
-    doc.text("Mean over seeds; per-job rows are in summary.csv.")
+    doc.text("Each job's own attack (its attack config), mean over seeds; per-job rows are in summary.csv.")
     for column, ylabel in (("error", "error rate"), ("confidence", "mean confidence")):
         plot_curves(summary, column, plots / f"{column}_vs_eps.png", ylabel)
         doc.image(f"{PLOTS}/{column}_vs_eps.png", f"{ylabel} vs ε (mean over seeds, 95% interval)")
+    if not evaluations.empty:
+        honest_section(doc, summary, evaluations)
+    if figures:
+        doc.heading("The paper's figures")
+        for figure in figures:
+            doc.image(f"{PLOTS}/{figure.file}", figure.caption)
     if not transfer.empty:
-        doc.heading("Transfer")
-        doc.text("Rows: the model the examples were crafted on; columns: the model that predicts them. Agreement: "
-                 "how often the target predicts the source's wrong class, over examples both misclassify.")
-        for eps in sorted(transfer["eps"].unique()):
-            if eps == 0:
-                continue
-            plot_transfer(transfer, eps, labels, plots / f"transfer_eps{eps:g}.png")
-            doc.image(f"{PLOTS}/transfer_eps{eps:g}.png", f"transfer error at ε={eps:g}")
-        top = transfer[transfer["eps"] == transfer["eps"].max()].copy()
-        top["source"], top["target"] = top["source"].map(labels), top["target"].map(labels)
-        for column in ("error", "agreement_both_wrong", "agreement_source_wrong", "confidence"):
-            top[column] = top[column].map(percent)
-        doc.table(top[["source", "target", "eps", "error", "agreement_both_wrong", "agreement_source_wrong",
-                       "confidence"]])
+        transfer_section(doc, transfer, summary, plots)
     if examples:
         doc.heading("Adversarial examples")
+        labels = dict(zip(summary["job_id"], summary["setting"]))
         for job, (images, titles) in examples.items():
             plot_examples(images, titles, plots / f"examples_{job}.png")
             doc.image(f"{PLOTS}/examples_{job}.png", f"FGSM examples crafted on {labels.get(job, job)}")

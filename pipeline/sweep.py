@@ -1,8 +1,9 @@
-"""The stages of a sweep over one sweep directory: plan → train → transfer → report.
+"""The stages of a sweep over one sweep directory: plan → train → transfer → evaluation → report.
 
     <sweep_dir>/plan.json        the jobs: id, grid point, resolved config
     <sweep_dir>/jobs/<id>/       one job directory each (pipeline.store)
     <sweep_dir>/transfer.csv     long table: source, target, eps, error, agreement_*, confidence, ...
+    <sweep_dir>/evaluations.csv  extra attacks and tests per job (pipeline.evaluations)
     <sweep_dir>/summary.csv      one row per job × ε
     <sweep_dir>/report.md, report.html, plots/
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
@@ -24,6 +25,7 @@ from pipeline.plan import Job, plan
 from pipeline.schedule import Outcome, connect, job_dir, run_jobs
 
 PLAN, SETTINGS, TRANSFER, TRANSFER_META, SUMMARY = "plan.json", "sweep.yaml", "transfer.csv", "transfer.json", "summary.csv"
+EVALUATIONS, EVALUATIONS_META = "evaluations.csv", "evaluations.json"
 
 
 def write_plan(sweep_dir: Path, jobs: list[Job]) -> None:
@@ -90,27 +92,63 @@ def failed_jobs(sweep_dir: Path, jobs: list[Job]) -> dict[str, str]:
     return failures
 
 
+def cached_table(sweep_dir: Path, table: str, meta: str, settings: dict[str, Any], force: bool,
+                 compute: Callable[[], tuple[pd.DataFrame, dict[str, Any]]]) -> pd.DataFrame:
+    """The stage's table when `meta` says it was computed with these settings; else compute and write both."""
+    try:
+        if not force and store.read_json(sweep_dir / meta)["settings"] == settings:
+            return pd.read_csv(sweep_dir / table)
+    except (OSError, ValueError, KeyError):
+        pass
+    frame, extra = compute()
+    store.atomic_write(sweep_dir / table, lambda tmp: frame.to_csv(tmp, index=False))
+    store.write_json(sweep_dir / meta, {"settings": settings, **extra})
+    return frame
+
+
+def stage_settings(jobs: list[str], section: DictConfig) -> dict[str, Any]:
+    """What a stage's table depends on: the complete jobs and the stage's config section (less `enabled`)."""
+    settings = {"jobs": jobs, **OmegaConf.to_container(section, resolve=True)}
+    settings.pop("enabled", None)
+    return settings
+
+
 def transfer_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: bool = False) -> pd.DataFrame:
     """The transfer table over the complete jobs; reused when it already covers exactly these jobs."""
     from pipeline.transfer import run_transfer
 
     complete = sorted(complete_jobs(sweep_dir, jobs))
-    settings = {"jobs": complete, **OmegaConf.to_container(cfg.transfer, resolve=True)}
-    settings.pop("enabled", None)
-    try:
-        if not force and store.read_json(sweep_dir / TRANSFER_META)["settings"] == settings:
-            return pd.read_csv(sweep_dir / TRANSFER)
-    except (OSError, ValueError, KeyError):
-        pass
     if not complete:
         return pd.DataFrame()
     by_id = {job.id: job for job in jobs}
-    rows, gradients = run_transfer({j: job_dir(sweep_dir, by_id[j]) for j in complete}, cfg.transfer.epsilons,
-                                   cfg.transfer.clip, cfg.transfer.craft_with, cfg.transfer.batch_size)
-    frame = pd.DataFrame(rows)
-    store.atomic_write(sweep_dir / TRANSFER, lambda tmp: frame.to_csv(tmp, index=False))
-    store.write_json(sweep_dir / TRANSFER_META, {"settings": settings, "input_gradients": gradients})
-    return frame
+
+    def compute() -> tuple[pd.DataFrame, dict[str, Any]]:
+        rows, gradients = run_transfer({j: job_dir(sweep_dir, by_id[j]) for j in complete}, cfg.transfer.epsilons,
+                                       cfg.transfer.clip, cfg.transfer.craft_with, cfg.transfer.batch_size)
+        return pd.DataFrame(rows), {"input_gradients": gradients}
+
+    return cached_table(sweep_dir, TRANSFER, TRANSFER_META, stage_settings(complete, cfg.transfer), force, compute)
+
+
+def evaluation_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: bool = False) -> pd.DataFrame:
+    """evaluations.csv over the complete jobs (pipeline.evaluations); reused when it covers exactly these jobs."""
+    from pipeline.evaluations import COLUMNS, run_evaluations
+
+    complete = sorted(complete_jobs(sweep_dir, jobs))
+    if not complete:
+        return pd.DataFrame(columns=COLUMNS)
+    by_id = {job.id: job for job in jobs}
+    settings = stage_settings(complete, cfg.evaluation)
+
+    def compute() -> tuple[pd.DataFrame, dict[str, Any]]:
+        rows = run_evaluations({j: job_dir(sweep_dir, by_id[j]) for j in complete}, settings)
+        return pd.DataFrame(rows, columns=COLUMNS), {}
+
+    return cached_table(sweep_dir, EVALUATIONS, EVALUATIONS_META, settings, force, compute)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path) if path.exists() and path.stat().st_size > 1 else pd.DataFrame()
 
 
 def summary_frame(jobs: list[Job], metrics: dict[str, dict[str, Any]]) -> pd.DataFrame:
@@ -129,39 +167,54 @@ def summary_frame(jobs: list[Job], metrics: dict[str, dict[str, Any]]) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def example_images(sweep_dir: Path, jobs: list[Job], complete: list[str], count: int,
+def first_of_each_setting(jobs: list[Job], complete: Any) -> list[Job]:
+    """One complete job per setting (the first in plan order, i.e. the lowest seed)."""
+    chosen: dict[str, Job] = {}
+    for job in jobs:
+        if job.id in complete:
+            chosen.setdefault(job.setting, job)
+    return list(chosen.values())
+
+
+def example_images(sweep_dir: Path, jobs: list[Job], count: int,
                    epsilons: list[float]) -> dict[str, tuple[list, list[str]]]:
-    """Clean test digits and their FGSM versions, for each complete job (first `count` test examples)."""
+    """The first `count` test digits and their FGSM versions (each job's own attack clipping), for `jobs`."""
     from pipeline.attacks import fgsm
-    from pipeline.job import instantiate
+    from pipeline.evaluations import test_set
 
     examples = {}
-    for job in jobs:
-        if job.id not in complete or count <= 0:
-            continue
-        cfg = OmegaConf.create(job.config)
-        data = instantiate(cfg.data, "data", seed=cfg.seed)
-        data.setup()
-        x, y = (t[:count] for t in data.splits["test"])
+    for job in jobs if count > 0 else []:
+        x, y = (t[:count] for t in test_set(job.config))
         model = store.load_model(job_dir(sweep_dir, job))
-        clip = tuple(cfg.attack.clip) if cfg.attack.get("clip") else None
-        images = [fgsm(model, x, y, eps, clip) if eps > 0 else x for eps in epsilons]
+        clip = job.config["attack"].get("clip")
+        images = [fgsm(model, x, y, eps, tuple(clip) if clip else None) if eps > 0 else x for eps in epsilons]
         examples[job.id] = (images, [f"ε={eps:g}" for eps in epsilons])
     return examples
 
 
 def report_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], transfer: pd.DataFrame) -> Path:
+    """summary.csv, the paper's figures and the report, from the complete jobs and the earlier stages' tables."""
+    from pipeline.claims import Results
+    from pipeline.figures import draw_figures
     from pipeline.job import instantiate
-    from pipeline.report import write_report
+    from pipeline.report import PLOTS, write_report
 
     metrics = complete_jobs(sweep_dir, jobs)
     summary = summary_frame(jobs, metrics)
     store.atomic_write(sweep_dir / SUMMARY, lambda tmp: summary.to_csv(tmp, index=False))
-    examples = example_images(sweep_dir, jobs, list(metrics), cfg.report.images, list(cfg.transfer.epsilons))
-    report = write_report(sweep_dir, cfg.sweep.name, summary, transfer, failed_jobs(sweep_dir, jobs), examples)
+    complete = [job for job in jobs if job.id in metrics]
+    results = Results.of({job.id: job.config for job in complete}, summary, transfer,
+                         read_table(sweep_dir / EVALUATIONS))
+    (sweep_dir / PLOTS).mkdir(parents=True, exist_ok=True)
+    report_cfg = cfg.report
+    figures = draw_figures(results, {job.id: job_dir(sweep_dir, job) for job in complete}, sweep_dir / PLOTS,
+                           report_cfg.get("logit_range", 1.0), report_cfg.get("filters", 24))
+    examples = example_images(sweep_dir, first_of_each_setting(jobs, metrics), report_cfg.images,
+                              list(cfg.transfer.epsilons))
+    report = write_report(sweep_dir, cfg.sweep.name, results, failed_jobs(sweep_dir, jobs), examples, figures)
     if jobs:   # the stage runs use the jobs' W&B settings, in the sweep's group
         tracker = instantiate(OmegaConf.create(jobs[0].config["logger"]), "logger")
-        plots = sorted((sweep_dir / "plots").glob("*.png"))
+        plots = sorted((sweep_dir / PLOTS).glob("*.png"))
         tracker.log_stage(sweep_dir, "transfer", {"transfer": transfer}, [p for p in plots if p.name.startswith("transfer")])
         tracker.log_stage(sweep_dir, "summary", {"summary": summary}, [p for p in plots if not p.name.startswith("transfer")])
     return report

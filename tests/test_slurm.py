@@ -20,11 +20,11 @@ from tests.support.slurm_cluster import SlurmCluster, slurm_available
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
-# Six cheap jobs (softmax, 2 epochs on 600 digits, 2 regularizers x 3 seeds); no example images, no transfer matrix
-# (tests/test_sweep.py covers those). The note is a value with spaces, `;` and `$( )`: a shell that evaluated the
-# arguments would run the command in it.
+# Six cheap jobs (softmax, 2 epochs on 600 digits, 2 regularizers x 3 seeds); no example images, transfer matrix
+# or extra evaluations (tests/test_sweep.py covers those). The note is a value with spaces, `;`, `$( )` and
+# backquotes: a shell that evaluated the arguments would run the command in it.
 GRID = ["experiment=smoke", "sweep.grid.model=softmax", "sweep.grid.regularizer=none,adversarial",
-        "sweep.grid.seed=range(3)", "report.images=0", "transfer.enabled=false"]
+        "sweep.grid.seed=range(3)", "report.images=0", "transfer.enabled=false", "evaluation.enabled=false"]
 
 
 def injected(marker: Path) -> str:
@@ -162,7 +162,7 @@ def test_sweep_stops_cleanly_on_the_time_limit_signal(slurm, env, tmp_path):
     log_file = tmp_path / f"slurm-{job}.out"
     deadline = time.monotonic() + 240
     while "Ray cluster up" not in (log_file.read_text() if log_file.exists() else ""):
-        assert slurm.job_state(job) in ("PENDING", "RUNNING"), log_file.read_text()
+        assert slurm.job_state(job) in ("PENDING", "RUNNING"), log_file.read_text() if log_file.exists() else ""
         assert time.monotonic() < deadline, f"the sweep did not start\n{slurm.diagnostics()}"
         time.sleep(0.5)
     time.sleep(2)   # the driver is starting

@@ -11,8 +11,6 @@ Only the standard library is used, so the module imports anywhere; call
 
 from __future__ import annotations
 
-from tests.support.lifecycle import Service
-
 import fcntl
 import os
 import re
@@ -25,6 +23,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from tests.support.lifecycle import Service
 
 # Root's PATH normally has the sbin dirs, but a test runner's may not.
 _SEARCH_PATH = os.pathsep.join(
