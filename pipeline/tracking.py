@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import re
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -140,7 +141,9 @@ class Tracker:
 
         def start(attempt: str):
             return wandb.init(project=self.project, entity=self.entity, group=self.group, job_type=job_type,
-                              name=f"{self.group}-{job_type}", id=f"{self.group}-{job_type}", dir=str(sweep_dir), mode=attempt,
+                              name=f"{self.group}-{job_type}",
+                              id=re.sub(r"[:;,#?/'\s]+", "_", f"{self.group}-{job_type}"),   # W&B refuses these in ids
+                              dir=str(sweep_dir), mode=attempt,
                               reinit="create_new", settings=wandb.Settings(silent=True, init_timeout=60))
 
         run = start_with_fallback(start, mode)
