@@ -59,7 +59,7 @@ def resolve_mode(mode: str) -> str:
 
 
 def _release_wandb() -> None:
-    """After a failed start, W&B may still hold the run id; a fresh service lets the offline run take it."""
+    """Stop W&B's background service: it flushes what it holds, and a failed start leaves no run id taken."""
     try:
         import wandb
 
@@ -164,3 +164,4 @@ class Tracker:
         except Exception as error:  # noqa: BLE001
             say_once(f"W&B finish failed ({error})")
         self.logger = None
+        _release_wandb()   # stops W&B's service, which writes out the run's record log before the job returns
