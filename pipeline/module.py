@@ -48,10 +48,16 @@ class AdversarialModule(pl.LightningModule):
                            f"step {self.global_step}; lower optimizer.lr (now {optimizer.param_groups[0]['lr']:g})")
         optimizer.step()
         self.model.constrain()
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        # Summed here and logged once per epoch: self.log on every step costs about a millisecond.
+        self.epoch_loss = self.epoch_loss + loss * len(y)
+        self.epoch_examples += len(y)
         return loss
 
+    def on_train_epoch_start(self) -> None:
+        self.epoch_loss, self.epoch_examples = torch.zeros((), device=self.device), 0
+
     def on_train_epoch_end(self) -> None:
+        self.log("train/loss", self.epoch_loss / max(self.epoch_examples, 1))
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step()
