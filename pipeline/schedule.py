@@ -43,7 +43,8 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
         return
     if address not in (None, "auto"):
         check_reachable(address)
-    kwargs: dict[str, Any] = {"address": address, "log_to_driver": False, "configure_logging": False}
+    # "local" starts a new instance even where RAY_ADDRESS points elsewhere: cluster=local means this machine.
+    kwargs: dict[str, Any] = {"address": address or "local", "log_to_driver": False, "configure_logging": False}
     if address is None:
         kwargs.update(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                       object_store_memory=object_store_memory)
