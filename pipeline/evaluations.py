@@ -10,7 +10,8 @@ Rows of evaluations.csv: job_id, evaluation, clip, eps, error, confidence, confi
                     the model gives more than 0.5 probability on some class, confidence their mean confidence
     one_member      ensembles only: FGSM crafted on the first member and scored on the ensemble, with the job's
                     own attack clipping (compare it with the job's own FGSM error)
-Every error is scored against the true labels. One Ray task per job when Ray is up, else in this process.
+Every error is scored against the true labels. One Ray task per job when Ray is up (on a GPU when the task has
+one), else in this process.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ COLUMNS = ["job_id", "evaluation", "clip", "eps", "error", "confidence", "confid
 
 
 def test_set(config: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The test split a job was evaluated on."""
+    """The test split a job was evaluated on (on the CPU)."""
     from pipeline.job import instantiate
 
     cfg = OmegaConf.create(dict(config))
@@ -63,10 +64,11 @@ def rubbish_row(model: torch.nn.Module, input_shape: Sequence[int], count: int, 
                 seed: int = 0) -> dict:
     """The paper's rubbish class: how often N(0, I) inputs get more than 0.5 probability on some class."""
     generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
     confidences = []
     for start in range(0, count, batch_size):
         noise = torch.randn((min(batch_size, count - start), *input_shape), generator=generator)
-        confidences.append(predict(model, noise.to(next(model.parameters()).device))[0])
+        confidences.append(predict(model, noise.to(device))[0])
     confidence = torch.cat(confidences)
     return {"evaluation": "rubbish", "clip": "none", "eps": float("nan"), "error": float((confidence > 0.5).float().mean()),
             "confidence": float(confidence.mean()), "confidence_wrong": float(confidence.mean())}
@@ -89,8 +91,9 @@ def evaluate_job(job_id: str, job_dir: str, settings: Mapping[str, Any]) -> list
     from pipeline.job import clean_scores
 
     config = OmegaConf.to_container(OmegaConf.load(Path(job_dir) / store.CONFIG), resolve=True)
-    model = store.load_model(job_dir)
-    x, y = test_set(config)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = store.load_model(job_dir, device)
+    x, y = (t.to(device) for t in test_set(config))
     batch_size = int(settings["batch_size"])
     epsilons = [float(e) for e in settings["epsilons"]]
     rows = attack_rows(model, x, y, settings["attacks"], settings["clips"], epsilons, batch_size)
@@ -108,7 +111,8 @@ def run_evaluations(job_dirs: Mapping[str, Path], settings: Mapping[str, Any], c
 
     if not ray.is_initialized():
         return [row for job, directory in job_dirs.items() for row in evaluate_job(job, str(directory), settings)]
-    task = ray.remote(max_calls=0)(evaluate_job).options(num_cpus=cpus, max_retries=2, name="evaluate")
+    task = ray.remote(max_calls=0)(evaluate_job).options(num_cpus=cpus, num_gpus=settings.get("gpu", 0),
+                                                         max_retries=2, name="evaluate")
     refs = [task.remote(job, str(directory), dict(settings)) for job, directory in job_dirs.items()]
     return [row for rows in ray.get(refs) for row in rows]
 

@@ -1,0 +1,302 @@
+"""The paper's figures, recomputed from a sweep's models: the data of each (plain arrays, for tests and for other
+plots) and a PNG of it.
+
+    Fig. 2   logistic regression on 3s vs 7s: weights, their sign, clean and FGSM examples
+    Fig. 3   first-layer weights of the naive and the adversarially trained maxout network
+    Fig. 4   the logits of one test digit as ε runs along the FGSM direction (piecewise linear), with the images
+    rubbish  Appendix A: the share of N(0, I) inputs each model gives more than 0.5 probability
+    ensemble attacking a maxout ensemble as a whole vs through one member
+    L1 sweep training and FGSM error against the L1 coefficient: where training breaks
+Each figure uses the first seed of its setting; one that the sweep did not run is left out.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline import claims, store
+from pipeline.attacks import fgsm, input_gradient, predict
+from pipeline.claims import Quantity, Results, Setting
+from pipeline.evaluations import test_set
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+
+
+def image(tensor: torch.Tensor) -> np.ndarray:
+    """[C, H, W] -> [H, W] (one channel) or [H, W, C], as numpy."""
+    array = tensor.detach().cpu().double()
+    return (array[0] if array.shape[0] == 1 else array.permute(1, 2, 0)).numpy()
+
+
+def error_rate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((predict(model, x)[1] != y).float().mean())
+
+
+# --- Fig. 2 -----------------------------------------------------------------------------------------------------
+
+@dataclass
+class LogisticFigure:
+    weights: np.ndarray         # [H, W]
+    clean: list[np.ndarray]     # a few test digits
+    adversarial: list[np.ndarray]
+    clean_error: float          # on the whole test set
+    adversarial_error: float
+    eps: float
+
+
+def logistic_figure(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+                    clip: tuple[float, float] | None, count: int = 8) -> LogisticFigure:
+    """FGSM on binary logistic regression moves every pixel by ±ε·sign(w): the adversarial images show sign(w)."""
+    adversarial = fgsm(model, x, y, eps, clip)
+    weights = model.first_layer.weight.detach().reshape(x.shape[1:])
+    return LogisticFigure(image(weights), [image(t) for t in x[:count]], [image(t) for t in adversarial[:count]],
+                          error_rate(model, x, y), error_rate(model, adversarial, y), eps)
+
+
+def plot_logistic(figure: LogisticFigure, path: Path) -> None:
+    plt = pyplot()
+    count = len(figure.clean)
+    fig, axes = plt.subplots(3, max(count, 2), figsize=(max(count, 2) * 1.0, 3.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    bound = float(np.abs(figure.weights).max()) or 1.0
+    axes[0][0].imshow(figure.weights, cmap="gray", vmin=-bound, vmax=bound)
+    axes[0][0].set_title("w", fontsize=7)
+    axes[0][1].imshow(np.sign(figure.weights), cmap="gray", vmin=-1, vmax=1)
+    axes[0][1].set_title("sign(w)", fontsize=7)
+    for c, (clean, adversarial) in enumerate(zip(figure.clean, figure.adversarial)):
+        axes[1][c].imshow(clean, cmap="gray", vmin=0, vmax=1)
+        axes[2][c].imshow(adversarial, cmap="gray", vmin=adversarial.min(), vmax=adversarial.max())
+    axes[1][0].set_title(f"clean: {100 * figure.clean_error:.1f}% error", fontsize=7, loc="left")
+    axes[2][0].set_title(f"FGSM ε={figure.eps:g}: {100 * figure.adversarial_error:.1f}% error", fontsize=7, loc="left")
+    save(fig, path)
+
+
+# --- Fig. 3 -----------------------------------------------------------------------------------------------------
+
+def first_layer_filters(model: torch.nn.Module, count: int) -> np.ndarray:
+    """The first `count` weight vectors of the first layer, as images [count, H, W] (one channel)."""
+    weights = model.first_layer.weight.detach().cpu().double()
+    return weights[:count].reshape(-1, *model.input_shape)[:, 0].numpy()
+
+
+def plot_filters(panels: Mapping[str, np.ndarray], path: Path) -> None:
+    plt = pyplot()
+    columns = 12
+    rows_per_panel = max(math.ceil(len(f) / columns) for f in panels.values())
+    fig, axes = plt.subplots(rows_per_panel * len(panels), columns,
+                             figsize=(columns * 0.7, rows_per_panel * len(panels) * 0.8), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for p, (title, filters) in enumerate(panels.items()):
+        for i, weights in enumerate(filters):
+            ax = axes[p * rows_per_panel + i // columns][i % columns]
+            bound = float(np.abs(weights).max()) or 1.0
+            ax.imshow(weights, cmap="gray", vmin=-bound, vmax=bound)
+        axes[p * rows_per_panel][0].set_title(title, fontsize=7, loc="left")
+    save(fig, path)
+
+
+# --- Fig. 4 -----------------------------------------------------------------------------------------------------
+
+@dataclass
+class LogitFigure:
+    epsilons: np.ndarray        # [P]
+    logits: np.ndarray          # [P, classes]
+    label: int
+    strip_epsilons: list[float]
+    strip: list[np.ndarray]     # the input at each of strip_epsilons
+
+
+def logits_along_fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, limit: float, points: int = 401,
+                      strip: int = 9) -> LogitFigure:
+    """Logits of x + ε·sign(∇ₓJ(x, y)) for ε in [−limit, limit] (unclipped), computed in float64 so that a linear
+    stretch has second differences of zero up to rounding."""
+    direction = input_gradient(model, x[None], y[None])[0].sign().double()
+    exact = copy.deepcopy(model).double().eval()
+    epsilons = torch.linspace(-limit, limit, points, dtype=torch.float64)
+    inputs = x[None].double() + epsilons.view(-1, *[1] * x.ndim) * direction
+    with torch.no_grad():
+        logits = exact(inputs).numpy()
+    strip_epsilons = np.linspace(-limit, limit, strip).tolist()
+    images = [image(x.double() + e * direction[0]) for e in strip_epsilons]
+    return LogitFigure(epsilons.numpy(), logits, int(y), strip_epsilons, images)
+
+
+def kinks(logits: np.ndarray, tolerance: float = 1e-7) -> int:
+    """Grid points where some logit bends: second differences above `tolerance` × the logits' scale."""
+    second = np.abs(np.diff(logits, n=2, axis=0))
+    scale = max(float(np.abs(logits).max()), 1.0)
+    return int((second > tolerance * scale).any(axis=1).sum())
+
+
+def plot_logits(figure: LogitFigure, path: Path, title: str) -> None:
+    plt = pyplot()
+    strip = len(figure.strip)
+    fig = plt.figure(figsize=(max(6.0, strip * 0.75), 4.6))
+    grid = fig.add_gridspec(2, strip, height_ratios=[4, 1])
+    ax = fig.add_subplot(grid[0, :])
+    for c in range(figure.logits.shape[1]):
+        ax.plot(figure.epsilons, figure.logits[:, c], lw=2.2 if c == figure.label else 1.0, label=str(c))
+    ax.set(xlabel="ε", ylabel="logit", title=f"{title}: true class {figure.label}, "
+                                              f"{kinks(figure.logits)} kinks on {len(figure.epsilons)} points")
+    ax.legend(fontsize=6, ncol=5)
+    ax.grid(alpha=0.3)
+    for i, (eps, picture) in enumerate(zip(figure.strip_epsilons, figure.strip)):
+        cell = fig.add_subplot(grid[1, i])
+        cell.imshow(picture.clip(0, 1), cmap="gray", vmin=0, vmax=1)
+        cell.set_title(f"{eps:+.2g}", fontsize=6)
+        cell.axis("off")
+    save(fig, path)
+
+
+# --- bars over settings: rubbish inputs, the ensemble, the L1 sweep ------------------------------------------------
+
+def bars(results: Results, data: str, quantities: Mapping[str, Quantity]) -> pd.DataFrame:
+    """Mean and 95% half-width of each quantity that the sweep measured on `data`."""
+    rows = []
+    for name, quantity in quantities.items():
+        found = quantity.estimate(results, data)
+        if found is not None:
+            rows.append({"name": name, "mean": found.mean, "half": 0.0 if math.isnan(found.half) else found.half,
+                         "n": found.n})
+    return pd.DataFrame(rows, columns=["name", "mean", "half", "n"])
+
+
+def plot_bars(table: pd.DataFrame, path: Path, ylabel: str, title: str) -> None:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(table), 3.4))
+    ax.bar(table["name"], table["mean"], yerr=table["half"], capsize=4, color="#4c72b0")
+    ax.set(ylim=(0, 1.05), ylabel=ylabel, title=title)
+    ax.tick_params(axis="x", labelsize=7, rotation=20)
+    ax.grid(alpha=0.3, axis="y")
+    save(fig, path)
+
+
+def rubbish_table(results: Results, data: str) -> pd.DataFrame:
+    models = {"maxout": claims.MAXOUT, "softmax": claims.SOFTMAX, "RBF": claims.RBF,
+              "adv. maxout": claims.MAXOUT_ADVERSARIAL}
+    fooled = bars(results, data, {n: claims.Evaluated(s, "rubbish", "error") for n, s in models.items()})
+    confidence = bars(results, data, {n: claims.Evaluated(s, "rubbish", "confidence") for n, s in models.items()})
+    return fooled.merge(confidence[["name", "mean"]].rename(columns={"mean": "confidence"}), on="name")
+
+
+def ensemble_table(results: Results, data: str) -> pd.DataFrame:
+    return bars(results, data, {"one maxout": claims.error(claims.MAXOUT),
+                                "attack the ensemble": claims.error(claims.ENSEMBLE),
+                                "attack one member": claims.Evaluated(claims.ENSEMBLE, "one_member")})
+
+
+def l1_table(results: Results, data: str) -> pd.DataFrame:
+    """Per L1 coefficient that the sweep ran (maxout, first layer): training, clean and FGSM error."""
+    coefficients = sorted({float(claims.lookup(c, "regularizer.coefficient")) for c in results.jobs["config"]
+                           if (c.get("choices") or {}).get("regularizer") == "l1"
+                           and (c.get("choices") or {}).get("model") == "maxout"})
+    rows = []
+    for coefficient in coefficients:
+        setting = claims.maxout_l1(coefficient)
+        for metric in ("train_error", "clean_error", "error"):
+            found = claims.Attacked(setting, metric).estimate(results, data)
+            if found is not None:
+                rows.append({"coefficient": coefficient, "metric": metric, "mean": found.mean,
+                             "half": 0.0 if math.isnan(found.half) else found.half})
+    return pd.DataFrame(rows, columns=["coefficient", "metric", "mean", "half"])
+
+
+def plot_l1(table: pd.DataFrame, path: Path) -> None:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    names = {"train_error": "training error", "clean_error": "clean test error", "error": "FGSM error (ε=.25)"}
+    for metric, rows in table.groupby("metric"):
+        ax.errorbar(rows["coefficient"], rows["mean"], yerr=rows["half"], marker="o", capsize=3, label=names[metric])
+    ax.axhline(0.05, color="gray", ls="--", lw=1, label="5% (the paper's bound)")
+    ax.set(xscale="log", xlabel="L1 coefficient (first layer)", ylabel="error rate", ylim=(0, 1.02),
+           title="maxout with L1 weight decay")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    save(fig, path)
+
+
+# --- all figures of a sweep -------------------------------------------------------------------------------------
+
+@dataclass
+class Drawn:
+    file: str                   # under the plots folder
+    caption: str
+
+
+def first_job(results: Results, setting: Setting) -> tuple[str, str] | None:
+    """(data set, job id) of the lowest seed of `setting`, on the first data set that has it."""
+    for data in results.datasets:
+        ids = results.job_ids(setting, data)
+        if ids:
+            seeds = dict(zip(results.jobs["job_id"], results.jobs["seed"]))
+            return data, min(ids, key=lambda job: seeds[job])
+    return None
+
+
+def loaded(results: Results, job_dirs: Mapping[str, Path], job: str) -> tuple[torch.nn.Module, Any, Any, Any]:
+    config = results.jobs.set_index("job_id").loc[job, "config"]
+    x, y = test_set(config)
+    clip = config["attack"].get("clip")
+    return store.load_model(job_dirs[job]), x, y, tuple(clip) if clip else None
+
+
+def draw_figures(results: Results, job_dirs: Mapping[str, Path], plots: Path, logit_range: float = 1.0,
+                 filters: int = 24, eps: float = 0.25) -> list[Drawn]:
+    """Every figure whose settings the sweep ran, as PNGs under `plots`."""
+    drawn: list[Drawn] = []
+    if found := first_job(results, claims.LOGISTIC_3V7):
+        model, x, y, clip = loaded(results, job_dirs, found[1])
+        plot_logistic(logistic_figure(model, x, y, eps, clip), plots / "fig2_logistic.png")
+        drawn.append(Drawn("fig2_logistic.png", "Fig. 2: logistic regression on 3s vs 7s: weights w, sign(w), "
+                                                "clean test digits, their FGSM versions"))
+    naive, adversarial = first_job(results, claims.MAXOUT), first_job(results, claims.MAXOUT_ADVERSARIAL)
+    if naive and adversarial:
+        panels = {"naive maxout": first_layer_filters(loaded(results, job_dirs, naive[1])[0], filters),
+                  "adversarially trained maxout": first_layer_filters(loaded(results, job_dirs, adversarial[1])[0],
+                                                                      filters)}
+        plot_filters(panels, plots / "fig3_filters.png")
+        drawn.append(Drawn("fig3_filters.png", "Fig. 3: first-layer weights of the naive and the adversarially "
+                                               "trained maxout network"))
+    for setting in (claims.MAXOUT, claims.SOFTMAX):
+        if found := first_job(results, setting):
+            model, x, y, _ = loaded(results, job_dirs, found[1])
+            name = setting.name.replace(" ", "_")
+            plot_logits(logits_along_fgsm(model, x[0], y[0], logit_range), plots / f"fig4_logits_{name}.png",
+                        setting.name)
+            drawn.append(Drawn(f"fig4_logits_{name}.png", f"Fig. 4: {setting.name}'s logits for one test digit as "
+                                                          "ε runs along the FGSM direction (unclipped)"))
+    for data in results.datasets:
+        for name, table, ylabel, title in (
+                ("rubbish", rubbish_table(results, data), "share", "Appendix A: N(0, I) inputs given > 0.5 probability"),
+                ("ensemble", ensemble_table(results, data), "error rate", "Maxout ensemble: FGSM error at ε=.25")):
+            if len(table) > 1:
+                plot_bars(table, plots / f"{name}_{data}.png", ylabel, f"{title} ({data})")
+                drawn.append(Drawn(f"{name}_{data}.png", f"{title} ({data})"))
+        table = l1_table(results, data)
+        if table["coefficient"].nunique() > 1:
+            plot_l1(table, plots / f"l1_sweep_{data}.png")
+            drawn.append(Drawn(f"l1_sweep_{data}.png", f"L1 on maxout's first layer: where training breaks ({data})"))
+    return drawn
+
