@@ -104,8 +104,9 @@ def plot_filters(panels: Mapping[str, np.ndarray], path: Path) -> None:
     plt = pyplot()
     columns = 12
     rows_per_panel = max(math.ceil(len(f) / columns) for f in panels.values())
-    fig, axes = plt.subplots(rows_per_panel * len(panels), columns,
-                             figsize=(columns * 0.7, rows_per_panel * len(panels) * 0.8), squeeze=False)
+    fig, axes = plt.subplots(rows_per_panel * len(panels), columns, squeeze=False,
+                             figsize=(columns * 0.8, rows_per_panel * len(panels) * 0.9),
+                             gridspec_kw={"wspace": 0.05, "hspace": 0.25})
     for ax in axes.flat:
         ax.axis("off")
     for p, (title, filters) in enumerate(panels.items()):
@@ -114,7 +115,8 @@ def plot_filters(panels: Mapping[str, np.ndarray], path: Path) -> None:
             bound = float(np.abs(weights).max()) or 1.0
             ax.imshow(weights, cmap="gray", vmin=-bound, vmax=bound)
         axes[p * rows_per_panel][0].set_title(title, fontsize=7, loc="left")
-    save(fig, path)
+    fig.savefig(path, dpi=110, bbox_inches="tight")   # no tight_layout: it spreads the small cells apart
+    plt.close(fig)
 
 
 # --- Fig. 4 -----------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from pipeline.claims import PASS, FAIL, UNCLEAR, NOT_RUN, Results, claims_table
+from pipeline.claims import FAIL, LEFT_OUT, NOT_RUN, PASS, UNCLEAR, Results, claims_table
 from pipeline.evaluations import leaks_labels
 from pipeline.figures import Drawn, pyplot, save
 from pipeline.stats import estimate, percent
@@ -170,6 +170,7 @@ def claims_section(doc: Document, results: Results) -> None:
     doc.table(table)
     counts = table["verdict"].value_counts()
     doc.text(", ".join(f"{counts.get(v, 0)} {v}" for v in (PASS, FAIL, UNCLEAR, NOT_RUN)) + ". " + VERDICTS)
+    doc.text("Not reproduced: " + " ".join(LEFT_OUT))
 
 
 def honest_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFrame) -> None:
