@@ -52,7 +52,7 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """∇ₓJ(θ, x, y) and the clean logits; y=None uses the model's own predictions (no label leaking)."""
     with attack_mode(model), torch.enable_grad():
-        x = x.detach().clone().requires_grad_(True)
+        x = x.detach().requires_grad_(True)   # a new leaf sharing x's storage: no copy
         logits = model(x)
         labels = logits.argmax(dim=1) if y is None else y
         (grad,) = torch.autograd.grad(cost(model, logits, labels), x)
@@ -67,9 +67,9 @@ def check_eps(eps: float, name: str = "eps") -> float:
 
 
 def step(x: torch.Tensor, direction: torch.Tensor, eps: float, clip: Clip) -> torch.Tensor:
-    """x + ε·direction, clipped to the input range when `clip` is given."""
-    adv = x + eps * direction
-    return adv.clamp(*clip) if clip is not None else adv
+    """x + ε·direction, clipped to the input range when `clip` is given (one new tensor, no temporaries)."""
+    adv = torch.add(x, direction, alpha=eps)
+    return adv.clamp_(*clip) if clip is not None else adv
 
 
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, clip: Clip = (0.0, 1.0)
@@ -77,7 +77,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, 
     """x + ε·sign(∇ₓJ(θ, x, y)). clip=None is the paper's unclipped attack; y=None crafts with predictions."""
     eps = check_eps(eps)
     grad, _ = input_gradient(model, x, y)
-    return step(x.detach(), grad.sign(), eps, clip).detach()
+    return step(x.detach(), grad.sign_(), eps, clip)
 
 
 @dataclass
@@ -131,8 +131,9 @@ def fgsm_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, epsilo
         yb = None if y is None else y[start: start + size]
         grad, logits = input_gradient(model, xb, yb if craft_with == "true" else None)
         labels.append(logits.argmax(dim=1) if yb is None else yb)
-        direction = grad.sign()
-        confidence, predicted = zip(*(predict(model, step(xb, direction, e, clip)) for e in epsilons))
+        direction = grad.sign_()
+        with attack_mode(model), torch.no_grad():   # one mode switch for the K scoring passes
+            confidence, predicted = zip(*(scores(model, step(xb, direction, e, clip)) for e in epsilons))
         predictions.append(torch.stack(predicted))
         confidences.append(torch.stack(confidence))
     return Curve(epsilons, torch.cat(predictions, dim=1), torch.cat(confidences, dim=1), torch.cat(labels))
@@ -170,10 +171,15 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, s
     return best
 
 
+def scores(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Confidence and predicted class, in whatever mode the model is in."""
+    return probabilities(model, model(x)).max(dim=-1)
+
+
 def predict(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Confidence and predicted class, without gradients, in eval mode."""
     with attack_mode(model), torch.no_grad():
-        return probabilities(model, model(x)).max(dim=-1)
+        return scores(model, x)
 
 
 class FGSM:

@@ -97,33 +97,31 @@ class Adversarial(Regularizer):
         self.alpha, self.eps, self.labels = float(alpha), check_eps(eps, "regularizer.eps"), labels
         self.clip = tuple(clip) if clip else None
 
-    def craft_labels(self, model: Classifier, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.labels == "true":
-            return y
-        with torch.no_grad():
-            return model(x).argmax(dim=1)
-
     def objective(self, model: Classifier, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The formula, written plainly (two gradients); `backward` computes the same thing faster."""
-        labels = self.craft_labels(model, x, y)
         x = x.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(model.loss(x, labels), x)
-        x_adv = step(x.detach(), grad.sign(), self.eps, self.clip)
+        logits = model(x)
+        (grad,) = torch.autograd.grad(model.cost(logits, self.craft_labels(logits, y)), x)
+        x_adv = step(x.detach(), grad.sign_(), self.eps, self.clip)
         return self.alpha * model.loss(x.detach(), y) + (1 - self.alpha) * model.loss(x_adv, y)
+
+    def craft_labels(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return y if self.labels == "true" else logits.detach().argmax(dim=1)
 
     def backward(self, model: Classifier, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One backward of the clean cost gives ∇θJ and ∇ₓJ together; then one forward and backward on x_adv."""
-        labels = self.craft_labels(model, x, y)
         params = [p for p in model.parameters() if p.requires_grad]
         x = x.detach().requires_grad_(True)
-        clean = model.loss(x, labels)
-        grads = torch.autograd.grad(clean, [x, *params])
-        if self.labels == "predicted":   # the clean term is on the true labels; only its direction used predictions
-            clean = model.loss(x.detach(), y)
-            grads = (grads[0], *torch.autograd.grad(clean, params))
-        for p, g in zip(params, grads[1:]):
-            p.grad = self.alpha * g if p.grad is None else p.grad + self.alpha * g
-        x_adv = step(x.detach(), grads[0].sign(), self.eps, self.clip)
+        logits = model(x)
+        clean = model.cost(logits, y)
+        if self.labels == "true" and self.alpha > 0:
+            # ∇ₓ(α·J) has the sign of ∇ₓJ: one backward accumulates ∇θ into .grad and gives the direction
+            torch.autograd.backward(self.alpha * clean, inputs=[x, *params])
+        else:   # the direction comes from another cost (predicted labels) or the clean term weighs nothing
+            crafting = model.cost(logits, self.craft_labels(logits, y))
+            (x.grad,) = torch.autograd.grad(crafting, x, retain_graph=True)
+            torch.autograd.backward(self.alpha * clean, inputs=params)
+        x_adv = step(x.detach(), x.grad.sign_(), self.eps, self.clip)
         adversarial = model.loss(x_adv, y)
         ((1 - self.alpha) * adversarial).backward()
         return (self.alpha * clean + (1 - self.alpha) * adversarial).detach()

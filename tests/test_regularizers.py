@@ -83,10 +83,11 @@ def count_forwards(model: torch.nn.Module) -> list[int]:
     return calls
 
 
-def test_fast_backward_uses_two_forward_passes_and_the_objective_three(softmax):
+@pytest.mark.parametrize("labels", ["true", "predicted"])
+def test_fast_backward_uses_two_forward_passes_and_the_objective_three(softmax, labels):
     model, x, y = softmax
     x, y = x[:64], y[:64]
-    regularizer = Adversarial(alpha=0.5, eps=0.25, labels="true")
+    regularizer = Adversarial(alpha=0.5, eps=0.25, labels=labels)
     calls = count_forwards(model)
     regularizer.backward(model, x, y)
     assert calls[0] == 2
