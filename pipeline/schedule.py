@@ -130,19 +130,23 @@ class Outcome:
 
 
 class Progress:
-    """One status line on the driver: done / running / failed / queued and an ETA, printed when it changes."""
+    """One status line on the driver: done / running / failed / queued and an ETA, printed when the counts change
+    (or every `heartbeat` seconds), so a log file gets a line per event, not one per poll."""
 
-    def __init__(self, total: int, stream=sys.stderr) -> None:
-        self.total, self.stream, self.started, self.last = total, stream, time.monotonic(), ""
+    def __init__(self, total: int, stream=sys.stderr, heartbeat: float = 60.0) -> None:
+        self.total, self.stream, self.heartbeat = total, stream, heartbeat
+        self.started = self.printed_at = time.monotonic()
+        self.last: tuple[int, int, int] | None = None
 
     def show(self, done: int, running: int, failed: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if (done, running, failed) == self.last and now - self.printed_at < self.heartbeat and not final:
+            return
         queued = self.total - done - running - failed
-        elapsed = time.monotonic() - self.started
-        eta = f"ETA {elapsed / done * (self.total - done - failed):.0f}s" if done else "ETA ?"
-        line = f"[sweep] {done}/{self.total} done, {running} running, {failed} failed, {queued} queued, {eta}"
-        if line != self.last or final:
-            print(line, file=self.stream, flush=True)
-            self.last = line
+        eta = f"ETA {(now - self.started) / done * (self.total - done - failed):.0f}s" if done else "ETA ?"
+        print(f"[sweep] {done}/{self.total} done, {running} running, {failed} failed, {queued} queued, {eta}",
+              file=self.stream, flush=True)
+        self.last, self.printed_at = (done, running, failed), now
 
 
 def job_dir(sweep_dir: Path, job: Job) -> Path:

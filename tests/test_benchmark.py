@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.benchmark import count_passes, make_batch, make_model, markdown
+from pipeline.benchmark.passes import count_passes
+from pipeline.benchmark.report import markdown
+from pipeline.benchmark.workload import make_batch, make_model
 from pipeline.regularizers import Adversarial
 
 ROOT = Path(__file__).resolve().parent.parent

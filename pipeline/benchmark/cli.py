@@ -1,0 +1,152 @@
+"""The command line of the benchmark: parse the arguments, run the chosen stages, write the JSON, print the table."""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from pipeline.benchmark.fgsm import bench_fgsm, bench_fgsm_curve
+from pipeline.benchmark.gpu import bench_gpu
+from pipeline.benchmark.report import machine, markdown, skipped
+from pipeline.benchmark.sizes import FULL, QUICK
+from pipeline.benchmark.sweeps import bench_main_job, bench_sweep
+from pipeline.benchmark.training import bench_adversarial_step, bench_lightning_epoch
+from pipeline.benchmark.transfer import bench_transfer
+from pipeline.errors import ConfigError
+
+STAGES = ("fgsm_curve", "fgsm", "adversarial_step", "lightning_epoch", "transfer", "sweep", "main_job", "gpu")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:   # one line, exit 2 (the project's convention for bad input)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = Parser(prog="python -m jobs.benchmark", description="Benchmark the fast paths against their baselines.")
+    parser.add_argument("--quick", action="store_true", help="CI sizes; checks the counts, judges no timing")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--out", default="benchmark.json", help="where the JSON results go")
+    parser.add_argument("--ray", action="store_true", help="with --quick: also run the Ray sweep comparison")
+    parser.add_argument("--ray-address", default=None, help="host:port of an existing Ray cluster to use for the sweep "
+                                                            "comparison (default: start a two-node one on loopback)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads in this process (default: torch's own choice; 1 with --quick)")
+    parser.add_argument("--only", default=None, help=f"comma-separated subset of: {','.join(STAGES)}")
+    args = parser.parse_args(argv)
+    if args.only is not None:
+        only = [s.strip() for s in args.only.split(",") if s.strip()]
+        unknown = [s for s in only if s not in STAGES]
+        if unknown or not only:
+            parser.error(f"--only={args.only}: unknown stage {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {','.join(STAGES)}")
+        args.only = set(only)
+    else:
+        args.only = set(STAGES)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads={args.threads} must be ≥ 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is visible (torch.cuda.is_available() is False); use --device cpu")
+    out = Path(args.out)
+    if out.is_dir():
+        parser.error(f"--out={out} is a folder; give a file name such as {out / 'benchmark.json'}")
+    try:
+        from pipeline.store import ensure_writable
+
+        ensure_writable(out.parent if str(out.parent) else Path("."), "--out folder")
+        if args.ray_address is not None:
+            from pipeline.schedule import check_reachable
+
+            check_reachable(args.ray_address)
+    except ConfigError as error:
+        parser.error(str(error).replace("cluster.address=", "--ray-address="))
+    return args
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = QUICK if args.quick else FULL
+    threads = args.threads or (1 if args.quick else None)   # --quick times nothing it judges: one thread keeps
+    if threads is not None:                                  # it fast on a loaded CI machine
+        torch.set_num_threads(threads)
+    device = torch.device(args.device)
+    judged = not args.quick
+    only = args.only
+    log = functools.partial(print, file=sys.stderr, flush=True)
+    report: dict[str, Any] = {
+        "command": "python -m jobs.benchmark " + " ".join(sys.argv[1:]), "mode": "quick" if args.quick else "full",
+        "device": str(device), "machine": machine(), "sizes": asdict(sizes), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_before": list(os.getloadavg()), "comparisons": [], "counts": {}, "errors": []}
+    begun = time.perf_counter()
+
+    def stage(name: str, fn: Callable[[], Any]) -> Any:
+        if name not in only:
+            return None
+        log(f"[benchmark] {name} ...")
+        started = time.perf_counter()
+        try:
+            return fn()
+        except Exception as error:  # noqa: BLE001 - one broken stage is reported; the others still run
+            report["errors"].append(f"{name}: {type(error).__name__}: {error}")
+            log(f"[benchmark] {name} failed: {type(error).__name__}: {error}")
+            return {"error": f"{type(error).__name__}: {str(error)[:500]}"}
+        finally:
+            log(f"[benchmark] {name} done in {time.perf_counter() - started:.1f} s")
+
+    for name, fn in (("fgsm_curve", bench_fgsm_curve), ("fgsm", bench_fgsm)):
+        rows = stage(name, lambda fn=fn: fn(sizes, device, judged))
+        if isinstance(rows, list):
+            report["comparisons"] += rows
+    result = stage("adversarial_step", lambda: bench_adversarial_step(sizes, device, judged))
+    if isinstance(result, tuple):
+        report["comparisons"] += result[0]
+        report["counts"]["adversarial_step"] = result[1]
+    rows = stage("lightning_epoch", lambda: bench_lightning_epoch(sizes, device, judged))
+    if isinstance(rows, list):
+        report["comparisons"] += rows
+    transfer = stage("transfer", lambda: bench_transfer(sizes, device))
+    if isinstance(transfer, dict) and "error" not in transfer:
+        report["counts"]["transfer"] = transfer
+
+    if args.quick and not args.ray and args.ray_address is None:
+        report["sweep"] = skipped("sweep", "--quick (pass --ray to run it)")
+    else:
+        report["sweep"] = stage("sweep", lambda: bench_sweep(sizes, args.ray_address, judged)) or skipped(
+            "sweep", "not in --only")
+    if args.quick:
+        report["main_job"] = skipped("main_job", "--quick")
+    else:
+        report["main_job"] = stage("main_job", bench_main_job) or skipped("main_job", "not in --only")
+    report["gpu"] = stage("gpu", lambda: bench_gpu(sizes, device)) or skipped("gpu", "not in --only")
+
+    report["load_after"] = list(os.getloadavg())
+    report["seconds"] = time.perf_counter() - begun
+    checks = [c["ok"] for c in report["counts"].values()]
+    if isinstance(report["sweep"], dict) and "ok" in report["sweep"]:
+        checks.append(report["sweep"]["ok"])
+    report["counts_ok"] = all(checks)
+    report["table_markdown"] = markdown(report)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    report = run(args)
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=str))
+    tmp.replace(out)
+    print(report["table_markdown"])
+    load = ", ".join(f"{v:.2f}" for v in report["load_before"]), ", ".join(f"{v:.2f}" for v in report["load_after"])
+    print(f"\nload average before: {load[0]}; after: {load[1]}; {report['seconds']:.0f} s in all; results in {out}")
+    if report["errors"]:
+        print("errors: " + "; ".join(report["errors"]), file=sys.stderr)
+    return 0 if report["counts_ok"] and not report["errors"] else 1

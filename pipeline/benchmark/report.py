@@ -1,0 +1,116 @@
+"""The report: the machine it ran on, skipped entries, verdicts and the Markdown table of the results."""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def skipped(cid: str, reason: str) -> dict[str, Any]:
+    return {"id": cid, "skipped": reason}
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def seconds(value: float) -> str:
+    if value >= 1:
+        return f"{value:.2f} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.2f} ms"
+    return f"{value * 1e6:.0f} µs"
+
+
+def verdict(entry: dict[str, Any]) -> str:
+    if not entry.get("judged", True):
+        return "not judged (--quick)"
+    return "pass" if entry.get("passed") else "**FAIL**"
+
+
+def op_text(target: dict[str, Any], unit: str = "×") -> str:
+    sign = "≥" if target["op"] == ">=" else "≤"
+    return f"{sign} {target['value']:g}{unit}"
+
+
+def row(*cells: str) -> str:
+    """A table row; an empty cell is written `| |`, as everywhere in the table."""
+    return "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"
+
+
+def unmeasured(title: str, entry: dict[str, Any], target: str = "", failed: str = "", prefix: str = "skipped: "
+               ) -> str | None:
+    """The row of a stage that measured nothing (skipped, or stopped by an error); None when it measured."""
+    if "skipped" in entry:
+        return row(title, "", "", "", "", prefix + entry["skipped"], target, "")
+    if "error" in entry:
+        return row(title, "", "", "", "", f"error: {entry['error']}", target, failed)
+    return None
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["| comparison | model | batch | measured | reference | ratio: median [IQR] (min–max) | target | result |",
+             "|---|---|---|---|---|---|---|---|"]
+    for entry in report["comparisons"]:
+        if "skipped" in entry:
+            lines.append(f"| {entry['id']} | | | | | skipped: {entry['skipped']} | | |")
+            continue
+        r = entry["ratio"]
+        m, ref = entry["measured"], entry["reference"]
+        lines.append(
+            f"| {entry['title']} | {entry['model']} | {entry['batch_size']:,} | {m['label']}: {seconds(m['seconds']['median'])}"
+            f" | {ref['label']}: {seconds(ref['seconds']['median'])} | {r['median']:.2f}× [{r['q1']:.2f}–{r['q3']:.2f}]"
+            f" ({r['min']:.2f}–{r['max']:.2f}) | {op_text(entry['target'])} | {verdict(entry)} |")
+    counts = report["counts"]
+    adv = counts.get("adversarial_step")
+    if adv:
+        passes = "; ".join(f"{name}: {c['adversarial']['forwards']} forwards, {c['adversarial']['backwards']} backwards"
+                           for name, c in adv["per_model"].items())
+        lines.append(f"| adversarial step passes (hooks) | | | {passes} | | | 2 and 2 | "
+                     f"{'pass' if adv['ok'] else '**FAIL**'} |")
+    transfer = counts.get("transfer")
+    if transfer:
+        lines.append(f"| transfer stage, M = {transfer['models']} models, K = {transfer['epsilons']} ε | | "
+                     f"{transfer['examples']:,} | input gradients: {transfer['input_gradients_reported']} reported, "
+                     f"{transfer['input_gradients_hooked']} by hooks | | | = M = {transfer['expected']} | "
+                     f"{'pass' if transfer['ok'] else '**FAIL**'} |")
+    sweep = report["sweep"]
+    if (line := unmeasured("sweep on a two-node local Ray cluster", sweep, "≥ 85%", failed="**FAIL**")) is not None:
+        lines.append(line)
+    else:
+        lines.append(f"| sweep on a two-node local Ray cluster | {sweep['jobs']} jobs, {sweep['slots']} slots | | "
+                     f"Σ job time / slots: {sweep['sum_job_seconds'] / max(sweep['slots'], 1):.1f} s | "
+                     f"wall: {sweep['wall_seconds']:.1f} s | {sweep['efficiency']:.0%} cold"
+                     + (f", {sweep['warm']['efficiency']:.0%} on warm workers" if sweep.get("warm") else "")
+                     + f" (train time only: {sweep['efficiency_train_only']:.0%}) | ≥ 85% | {verdict(sweep)} |")
+    main = report["main_job"]
+    if "skipped" in main:
+        lines.append(f"| the main job | | | | | skipped: {main['skipped']} | ≤ 5 min | |")
+    else:
+        wall = f"{main['wall_seconds']:.0f} s" if main.get("wall_seconds") is not None else "—"
+        extra = f" (exit {main['returncode']}: {main.get('error', '')})" if main.get("returncode") else ""
+        lines.append(f"| the main job | | | `python -m jobs.sweep`: {wall}{extra} | | | ≤ 5 min | {verdict(main)} |")
+    gpu = report["gpu"]
+    if (line := unmeasured("GPU extras", gpu, prefix="")) is not None:
+        lines.append(line)
+    else:
+        e = gpu["maxout_epoch_60000"]
+        lines.append(f"| GPU: maxout epoch, 60,000 × 784 | maxout | 100 | Lightning: {seconds(e['measured']['seconds']['median'])}"
+                     f" | plain loop: {seconds(e['reference']['seconds']['median'])} | {e['ratio']['median']:.2f}× | | |")
+        for p in gpu["packing"]:
+            lines.append(f"| GPU: {p['jobs_per_gpu']} jobs per GPU | | | {p['jobs']} jobs in {p['wall_seconds']:.1f} s "
+                         f"({p['jobs_per_minute']:.1f}/min) | | {p['speedup_vs_1']:.2f}× vs 1 per GPU | | |")
+    return "\n".join(lines)

@@ -1,0 +1,38 @@
+"""The transfer count: input gradients that transfer_rows takes for M models and K ε, seen by hooks."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from pipeline.benchmark.passes import PassCounter
+from pipeline.benchmark.sizes import Sizes
+from pipeline.benchmark.workload import make_batch, make_model
+
+
+def bench_transfer(sizes: Sizes, device: torch.device) -> dict[str, Any]:
+    """M models, K ε, a test set that fits one batch: transfer_rows should take one input gradient per source."""
+    from pipeline.transfer import transfer_rows
+
+    names = [f"{kind}{i}" for i, kind in zip(range(sizes.transfer_models), ["softmax", "maxout"] * 8)]
+    targets = {n: make_model("softmax" if n.startswith("softmax") else "maxout", device, seed=i).eval()
+               for i, n in enumerate(names)}
+    epsilons = [round(0.3 * (k + 1) / sizes.transfer_epsilons, 4) for k in range(sizes.transfer_epsilons)]
+    x, y = make_batch(sizes.transfer_examples, device)
+    counters = {n: PassCounter(m) for n, m in targets.items()}
+    reported, rows = 0, 0
+    started = time.perf_counter()
+    try:
+        for source in names:
+            source_rows, gradients = transfer_rows(source, targets, x, y, epsilons, (0.0, 1.0), "true", 1000)
+            reported, rows = reported + gradients, rows + len(source_rows)
+    finally:
+        for c in counters.values():
+            c.close()
+    hooked = sum(c.backwards for c in counters.values())
+    m, k = len(names), len(epsilons)
+    return {"models": m, "epsilons": k, "examples": sizes.transfer_examples, "batch_size": 1000,
+            "input_gradients_reported": reported, "input_gradients_hooked": hooked, "expected": m,
+            "rows": rows, "expected_rows": m * m * k, "seconds": time.perf_counter() - started,
+            "ok": reported == hooked == m and rows == m * m * k}
