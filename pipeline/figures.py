@@ -23,8 +23,8 @@ import torch
 
 from pipeline import claims, store
 from pipeline.attacks import fgsm, input_gradient, predict
-from pipeline.claims import Quantity, Results, Setting
 from pipeline.evaluations import test_set
+from pipeline.verdicts import Attacked, Evaluated, Quantity, Results, Setting, lookup
 
 
 def pyplot():
@@ -198,27 +198,27 @@ def plot_bars(table: pd.DataFrame, path: Path, ylabel: str, title: str) -> None:
 def rubbish_table(results: Results, data: str) -> pd.DataFrame:
     models = {"maxout": claims.MAXOUT, "softmax": claims.SOFTMAX, "RBF": claims.RBF,
               "adv. maxout": claims.MAXOUT_ADVERSARIAL}
-    fooled = bars(results, data, {n: claims.Evaluated(s, "rubbish", "error") for n, s in models.items()})
-    confidence = bars(results, data, {n: claims.Evaluated(s, "rubbish", "confidence") for n, s in models.items()})
+    fooled = bars(results, data, {n: Evaluated(s, "rubbish", "error") for n, s in models.items()})
+    confidence = bars(results, data, {n: Evaluated(s, "rubbish", "confidence") for n, s in models.items()})
     return fooled.merge(confidence[["name", "mean"]].rename(columns={"mean": "confidence"}), on="name")
 
 
 def ensemble_table(results: Results, data: str) -> pd.DataFrame:
     return bars(results, data, {"one maxout": claims.error(claims.MAXOUT),
                                 "attack the ensemble": claims.error(claims.ENSEMBLE),
-                                "attack one member": claims.Evaluated(claims.ENSEMBLE, "one_member")})
+                                "attack one member": Evaluated(claims.ENSEMBLE, "one_member")})
 
 
 def l1_table(results: Results, data: str) -> pd.DataFrame:
     """Per L1 coefficient that the sweep ran (maxout, first layer): training, clean and FGSM error."""
-    coefficients = sorted({float(claims.lookup(c, "regularizer.coefficient")) for c in results.jobs["config"]
+    coefficients = sorted({float(lookup(c, "regularizer.coefficient")) for c in results.jobs["config"]
                            if (c.get("choices") or {}).get("regularizer") == "l1"
                            and (c.get("choices") or {}).get("model") == "maxout"})
     rows = []
     for coefficient in coefficients:
         setting = claims.maxout_l1(coefficient)
         for metric in ("train_error", "clean_error", "error"):
-            found = claims.Attacked(setting, metric).estimate(results, data)
+            found = Attacked(setting, metric).estimate(results, data)
             if found is not None:
                 rows.append({"coefficient": coefficient, "metric": metric, "mean": found.mean,
                              "half": 0.0 if math.isnan(found.half) else found.half})

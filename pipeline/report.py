@@ -13,10 +13,11 @@ from typing import Sequence
 
 import pandas as pd
 
-from pipeline.claims import FAIL, LEFT_OUT, NOT_RUN, PASS, UNCLEAR, Results, claims_table
+from pipeline.claims import CLAIMS, LEFT_OUT
 from pipeline.evaluations import leaks_labels
 from pipeline.figures import Drawn, pyplot, save
 from pipeline.stats import estimate, percent
+from pipeline.verdicts import FAIL, NOT_RUN, PASS, UNCLEAR, Results, claims_table
 
 PLOTS = "plots"
 
@@ -166,7 +167,7 @@ def curve_leaks(summary: pd.DataFrame) -> list[str]:
 
 def claims_section(doc: Document, results: Results) -> None:
     doc.heading("Paper vs this run")
-    table = claims_table(results)
+    table = claims_table(results, CLAIMS)
     doc.table(table)
     counts = table["verdict"].value_counts()
     doc.text(", ".join(f"{counts.get(v, 0)} {v}" for v in (PASS, FAIL, UNCLEAR, NOT_RUN)) + ". " + VERDICTS)

@@ -194,7 +194,7 @@ def example_images(sweep_dir: Path, jobs: list[Job], count: int,
 
 def report_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], transfer: pd.DataFrame) -> Path:
     """summary.csv, the paper's figures and the report, from the complete jobs and the earlier stages' tables."""
-    from pipeline.claims import Results
+    from pipeline.verdicts import Results
     from pipeline.figures import draw_figures
     from pipeline.job import instantiate
     from pipeline.report import PLOTS, write_report

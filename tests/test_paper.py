@@ -14,8 +14,9 @@ from omegaconf import OmegaConf
 
 from conftest import compose, options, run_command
 from pipeline import claims
-from pipeline.claims import CLAIMS, FAIL, NOT_RUN, PASS, UNCLEAR, Results, claims_table
+from pipeline.claims import CLAIMS
 from pipeline.figures import kinks, logistic_figure, logits_along_fgsm, plot_filters, plot_logistic, plot_logits
+from pipeline.verdicts import FAIL, NOT_RUN, PASS, UNCLEAR, Results, Transferred, claims_table
 
 VERDICTS = {PASS, FAIL, UNCLEAR, NOT_RUN}
 
@@ -101,12 +102,12 @@ def test_transfer_quantities_pair_jobs_of_one_seed():
             cross = source.split("-")[1] != target.split("-")[1]
             rows.append({"source": source, "target": target, "eps": 0.25, "error": 1.0 if cross else 0.2})
     results.transfer = pd.DataFrame(rows)
-    found = claims.Transferred(claims.MAXOUT, claims.MAXOUT_ADVERSARIAL).estimate(results, "mnist5k")
+    found = Transferred(claims.MAXOUT, claims.MAXOUT_ADVERSARIAL).estimate(results, "mnist5k")
     assert found.n == 2 and found.mean == pytest.approx(0.2)
 
 
 def test_every_claim_gets_a_row_with_a_verdict():
-    table = claims_table(synthetic({"softmax": [0.99], "maxout": [0.9]}))
+    table = claims_table(synthetic({"softmax": [0.99], "maxout": [0.9]}), CLAIMS)
     assert list(table["claim"]) == [c.text for c in CLAIMS]
     assert set(table["verdict"]) <= VERDICTS
 
