@@ -162,8 +162,19 @@ def test_fig3_filters_plot(tmp_path):
 
 # --- goodfellow2015_cpu end to end --------------------------------------------------------------------------------
 
-SHRINK = ["sweep.grid.seed=0", "sweep.overrides=['trainer.max_epochs=1','data.limit=500','attack.clip=null','logger=none']",
+# One seed, 5 epochs on all 3,500 training digits (about 2 minutes): short, but long enough for the claims below.
+SHRINK = ["sweep.grid.seed=0", "sweep.overrides=['trainer.max_epochs=5','attack.clip=null','logger=none']",
           "evaluation.rubbish=1000", "evaluation.attacks.pgd.steps=3", "report.images=2"]
+
+# The paper's qualitative claims that reproduce on the embedded digits: PASS in this short run and in the full
+# experiment (3 seeds, 15 epochs). The others FAIL there for reasons the README gives (adversarial training of the
+# dropout maxout needs far more than 15 epochs on 3,500 digits; RBF's confidence on its mistakes is 23%, not 1%).
+REPRODUCED = ("FGSM (ε=.25) fools the shallow softmax", "FGSM (ε=.25) fools maxout",
+              "The adversarially trained maxout is still confident", "The adversarially trained model resists",
+              "Training on ±ε sign noise", "Training on U(−ε, ε) noise", "Dropout does not resist",
+              "Weight decay does not resist", "L1 on the first layer with coefficient .0025",
+              "The shallow RBF network is fooled less", "Softmax agrees with maxout's wrong class",
+              "On maxout's mistakes, softmax predicts", "Fig. 2: logistic regression", "An ensemble of maxout nets")
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +198,16 @@ def test_cpu_experiment_report_opens_with_every_claim_and_a_computed_verdict(cpu
         assert cells[0] == claim.text and cells[-1] in VERDICTS
         gpu_only = claim.data == "cifar10" or "1600" in claim.text
         assert (cells[-1] == NOT_RUN) == gpu_only, (claim.text, cells[-1])   # every CPU claim's checks computed
+
+
+@pytest.mark.slow
+def test_cpu_experiment_reproduces_the_qualitative_claims(cpu_sweep):
+    report = (cpu_sweep / "report.md").read_text()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in report.splitlines() if line.startswith("| ")]
+    verdicts = {cells[0]: cells[-1] for cells in rows}
+    for start in REPRODUCED:
+        claim = next(text for text in verdicts if text.startswith(start))
+        assert verdicts[claim] == PASS, claim
 
 
 @pytest.mark.slow
