@@ -132,8 +132,6 @@ CLAIMS: tuple[Claim, ...] = (
 LEFT_OUT: tuple[str, ...] = (
     "RBF vs softmax agreement on maxout's examples (paper: 53.6%): transfer.csv compares each target with the "
     "source only.",
-    "Early stopping on the adversarial validation error for the 1600-unit maxout: conf/paper/maxout1600_adversarial "
-    "trains for trainer.max_epochs (the training module logs no adversarial validation error).",
     "The paper's CIFAR-10 model is a maxout conv net on preprocessed images; conf/paper/conv_cifar10 is a ReLU conv "
     "net on [0, 1] pixels, and needs the CIFAR-10 files (experiment=goodfellow2015).",
     "Ensembles have 12 members in the paper and experiment=goodfellow2015, 4 in goodfellow2015_cpu.",

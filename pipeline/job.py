@@ -71,6 +71,26 @@ def build(cfg: DictConfig):
     return data, model, regularizer, attack
 
 
+MONITORS = ("val/error", "val/loss", "val/fgsm_error")   # what the training module logs on the validation set
+
+
+def early_stopping(cfg: DictConfig, clip: Any) -> tuple[list, tuple[float, Any] | None]:
+    """The callbacks and the validation attack of `early_stopping` (none when it is null)."""
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    from pipeline.module import KeepBest
+
+    stopping = cfg.get("early_stopping")
+    if not stopping:
+        return [], None
+    if stopping.monitor not in MONITORS:
+        raise ConfigError(f"early_stopping.monitor={stopping.monitor!r}; use one of {', '.join(MONITORS)}")
+    if not stopping.patience >= 1:
+        raise ConfigError(f"early_stopping.patience={stopping.patience} must be ≥ 1 (epochs without improvement)")
+    val_attack = (check_eps(stopping.eps, "early_stopping.eps"), clip) if stopping.monitor == "val/fgsm_error" else None
+    return [EarlyStopping(stopping.monitor, patience=stopping.patience, mode="min"), KeepBest(stopping.monitor)], val_attack
+
+
 def quiet_lightning() -> None:
     """Keep job logs to what matters: Lightning's banners and hints repeat in every job of a sweep."""
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
@@ -100,13 +120,15 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
         device = training_device(cfg.trainer.get("accelerator", "auto"))
         data.to(device)
         model.initialize(*data.splits["train"])
+        callbacks, val_attack = early_stopping(cfg, attack.clip)
         module = AdversarialModule(model, regularizer, instantiate(cfg.optimizer, "optimizer"),
-                                   instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None)
+                                   instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None, val_attack)
         tracker = instantiate(cfg.logger, "logger")
         logger = tracker.start(job_dir, run_name or job_id, job_id, OmegaConf.to_container(cfg, resolve=True))
         # One job is one process: never let Lightning read SLURM's or torchrun's world size.
+        # inference_mode=False: validation runs under no_grad instead, which FGSM's enable_grad can lift.
         trainer = instantiate(cfg.trainer, "trainer", logger=logger or False, default_root_dir=str(job_dir),
-                              plugins=[LightningEnvironment()])
+                              plugins=[LightningEnvironment()], callbacks=callbacks, inference_mode=val_attack is None)
         started = time.perf_counter()
         trainer.fit(module, datamodule=data)
         train_seconds = time.perf_counter() - started
@@ -124,6 +146,7 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
             "attack": {"name": attack.name, "clip": list(attack.clip) if attack.clip else None,
                        "craft_with": attack.craft_with},
             "curve": curve.rows(), "epochs": trainer.current_epoch, "train_seconds": train_seconds,
+            "early_stopping": callbacks[-1].summary() if callbacks else None,
             "node": socket.gethostname(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "device": str(device), "checkpoint": checkpoint, "versions": versions(), **(extra or {}),
         }

@@ -5,12 +5,14 @@ of the clean cost in one backward); the step, the model's constraint (max-norm) 
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable
 
 import pytorch_lightning as pl
 import torch
 
+from pipeline.attacks import Clip, fgsm
 from pipeline.errors import ConfigError
 from pipeline.models import Classifier
 from pipeline.regularizers import Regularizer
@@ -23,9 +25,11 @@ class Diverged(ConfigError):
 class AdversarialModule(pl.LightningModule):
     def __init__(self, model: Classifier, regularizer: Regularizer,
                  optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None) -> None:
+                 scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+                 val_attack: tuple[float, Clip] | None = None) -> None:
+        """val_attack=(ε, clip) also logs val/fgsm_error, the FGSM error on the validation set (early stopping)."""
         super().__init__()
-        self.model, self.regularizer = model, regularizer
+        self.model, self.regularizer, self.val_attack = model, regularizer, val_attack
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.automatic_optimization = False
 
@@ -38,26 +42,28 @@ class AdversarialModule(pl.LightningModule):
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.make_scheduler(optimizer), "interval": "epoch"}}
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
         x, y = batch
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
         loss = self.regularizer.backward(self.model, x, y)
-        if not math.isfinite(loss.item()):
-            raise Diverged(f"training loss became {loss.item()} at epoch {self.current_epoch}, "
-                           f"step {self.global_step}; lower optimizer.lr (now {optimizer.param_groups[0]['lr']:g})")
         optimizer.step()
         self.model.constrain()
-        # Summed here and logged once per epoch: self.log on every step costs about a millisecond.
+        # Summed on the device and checked and logged once per epoch: `loss.item()` or `self.log` on every step
+        # would cost a device sync or about a millisecond each.
         self.epoch_loss = self.epoch_loss + loss * len(y)
         self.epoch_examples += len(y)
-        return loss
 
     def on_train_epoch_start(self) -> None:
         self.epoch_loss, self.epoch_examples = torch.zeros((), device=self.device), 0
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/loss", self.epoch_loss / max(self.epoch_examples, 1))
+        loss = self.epoch_loss / max(self.epoch_examples, 1)
+        if not math.isfinite(loss.item()):
+            lr = self.optimizers().param_groups[0]["lr"]
+            raise Diverged(f"training loss became {loss.item()} in epoch {self.current_epoch}; "
+                           f"lower optimizer.lr (now {lr:g})")
+        self.log("train/loss", loss)
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step()
@@ -70,6 +76,31 @@ class AdversarialModule(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
         self._evaluate(batch, "val")
+        if self.val_attack is not None:
+            x, y = batch
+            fooled = self.model(fgsm(self.model, x, y, *self.val_attack)).argmax(dim=1) != y
+            self.log("val/fgsm_error", fooled.float().mean(), batch_size=len(y))
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
         self._evaluate(batch, "test")
+
+
+class KeepBest(pl.Callback):
+    """Tracks a validation metric each epoch and, when training ends, restores the weights of its best (lowest)
+    epoch: with EarlyStopping, training runs `patience` epochs past the best one, as pylearn2's MonitorBasedSaveBest
+    did for the paper."""
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor, self.history, self.best_epoch, self.best_state = monitor, [], None, None
+
+    def on_validation_end(self, trainer: pl.Trainer, module: AdversarialModule) -> None:
+        self.history.append(float(trainer.callback_metrics[self.monitor]))
+        if self.best_epoch is None or self.history[-1] < self.history[self.best_epoch]:
+            self.best_epoch, self.best_state = len(self.history) - 1, copy.deepcopy(module.model.state_dict())
+
+    def on_fit_end(self, trainer: pl.Trainer, module: AdversarialModule) -> None:
+        if self.best_state is not None:
+            module.model.load_state_dict(self.best_state)
+
+    def summary(self) -> dict:
+        return {"monitor": self.monitor, "best_epoch": self.best_epoch, "history": self.history}

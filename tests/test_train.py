@@ -97,6 +97,25 @@ def test_same_config_and_seed_give_the_same_results(tmp_path):
     assert not torch.equal(other_weights["net.2.linear.weight"], weights["first"]["net.2.linear.weight"])
 
 
+def test_early_stopping_on_the_fgsm_validation_error_keeps_the_best_epoch(tmp_path):
+    """The paper's early stopping: validation FGSM error every epoch, stop `patience` epochs after the best one,
+    and the job's model (checkpoint and curve) is the best epoch's."""
+    patience, max_epochs = 2, 12
+    cfg = compose("logger=none", f"trainer.max_epochs={max_epochs}", "data.limit=300", "model=maxout", "model.units=16",
+                  "model.pieces=2", "optimizer.lr=0.5", f"eval.epsilons={EPSILONS}",
+                  f"early_stopping={{monitor: val/fgsm_error, eps: 0.25, patience: {patience}}}")
+    metrics = run_job(cfg, tmp_path / "job")
+    stopping = metrics["early_stopping"]
+    history, best = stopping["history"], stopping["best_epoch"]
+    assert best == history.index(min(history))
+    assert len(history) == min(max_epochs, best + patience + 1)   # ran exactly `patience` epochs past the best
+    model = load_model(tmp_path / "job")
+    data = instantiate(cfg.data, "data", seed=cfg.seed)
+    data.setup()
+    val_error = instantiate(cfg.attack, "attack").curve(model, *data.splits["val"], [0.25]).error[0]
+    assert float(val_error) == pytest.approx(history[best], abs=1e-6)
+
+
 def test_run_job_accepts_a_config_without_choices(tmp_path):
     cfg = compose("logger=none", "trainer.max_epochs=1", "data.limit=100", "eval.epsilons=[0.1]")
     with open_dict(cfg):
