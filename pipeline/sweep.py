@@ -11,7 +11,6 @@ Every stage can be re-run on its own (jobs.transfer, jobs.report); each writes i
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, Callable

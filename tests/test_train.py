@@ -92,7 +92,7 @@ def test_same_config_and_seed_give_the_same_results(tmp_path):
                for name in ("first", "second")}
     assert weights["first"].keys() == weights["second"].keys()
     assert all(torch.equal(weights["first"][k], weights["second"][k]) for k in weights["first"])
-    other = run_job(compose(*overrides, "seed=1"), tmp_path / "other")
+    run_job(compose(*overrides, "seed=1"), tmp_path / "other")
     other_weights = torch.load(tmp_path / "other" / store.CHECKPOINT, weights_only=True)["model"]
     assert not torch.equal(other_weights["net.2.linear.weight"], weights["first"]["net.2.linear.weight"])
 
