@@ -1,5 +1,5 @@
 """Reproducing the paper: claims and their verdicts, the paper's figures, the extra evaluations, and the
-goodfellow2015_cpu experiment end to end (shrunk to one seed, one epoch, 500 digits)."""
+goodfellow2015_cpu experiment end to end (shrunk to one seed and 5 epochs), and the GPU experiment's plan."""
 from __future__ import annotations
 
 import math
@@ -158,6 +158,24 @@ def test_fig3_filters_plot(tmp_path):
     assert filters.shape == (12, 28, 28)
     plot_filters({"a": filters, "b": -filters}, tmp_path / "fig3.png")
     assert nontrivial_png(tmp_path / "fig3.png")
+
+
+def test_gpu_experiment_plans_every_setting_of_the_paper(tmp_path):
+    """experiment=goodfellow2015 (full MNIST and CIFAR-10: no data here, so only its plan is checked)."""
+    import json
+
+    result = run_command(["jobs.sweep", "experiment=goodfellow2015", f"dir={tmp_path / 'paper'}", "plan_only=true"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = [entry["config"] for entry in json.loads((tmp_path / "paper" / "plan.json").read_text())]
+    assert len(jobs) == 16 * 5 and {job["seed"] for job in jobs} == set(range(5))
+    for option, setting in EXPECTED.items():
+        matched = [job for job in jobs if setting.matches(job)]
+        assert len(matched) == 5, option
+        assert {job["data"]["name"] for job in matched} == {"cifar10" if option == "conv_cifar10" else "mnist"}
+        assert all(job["trainer"]["max_epochs"] == 100 and job["attack"]["clip"] is None for job in matched)
+    assert all(job["model"]["size"] == 12 for job in jobs if claims.ENSEMBLE.matches(job))
+    stopping = [job["early_stopping"] for job in jobs if claims.MAXOUT_1600_ADVERSARIAL.matches(job)]
+    assert stopping == [{"monitor": "val/fgsm_error", "eps": 0.25, "patience": 10}] * 5
 
 
 # --- goodfellow2015_cpu end to end --------------------------------------------------------------------------------
