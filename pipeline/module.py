@@ -87,13 +87,15 @@ class AdversarialModule(pl.LightningModule):
 
 class KeepBest(pl.Callback):
     """Tracks a validation metric each epoch and, when training ends, restores the weights of its best (lowest)
-    epoch: with EarlyStopping, training runs `patience` epochs past the best one, as pylearn2's MonitorBasedSaveBest
-    did for the paper."""
+    epoch: with EarlyStopping, training runs `patience` epochs past the best one and the best is kept, as pylearn2's
+    MonitorBasedSaveBest does."""
 
     def __init__(self, monitor: str) -> None:
         self.monitor, self.history, self.best_epoch, self.best_state = monitor, [], None, None
 
     def on_validation_end(self, trainer: pl.Trainer, module: AdversarialModule) -> None:
+        if trainer.sanity_checking:
+            return
         self.history.append(float(trainer.callback_metrics[self.monitor]))
         if self.best_epoch is None or self.history[-1] < self.history[self.best_epoch]:
             self.best_epoch, self.best_state = len(self.history) - 1, copy.deepcopy(module.model.state_dict())
