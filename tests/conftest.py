@@ -20,7 +20,6 @@ import pipeline.data
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
 GROUPS = ("data", "model", "regularizer", "attack", "optimizer")   # as jobs.train records them
-REAL_MNIST5K = pipeline.data.mnist5k
 
 
 def compose(*overrides: str, config_name: str = "config") -> DictConfig:
@@ -41,21 +40,8 @@ def options(group: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
-    """The 5,000 embedded MNIST digits, read once."""
-    return REAL_MNIST5K()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def mnist5k_read_once(digits):
-    """Every data module of the session reads the embedded digits from memory instead of parsing the CSV again
-    (about a second each time). The function keeps its identity for `TensorDataModule` and Hydra's get_method."""
-
-    def mnist5k(root: str | None = None):
-        return digits[0].clone(), digits[1].clone()
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline.data, "mnist5k", mnist5k)
-        yield
+    """The 5,000 embedded MNIST digits."""
+    return pipeline.data.mnist5k()
 
 
 def data_module(*overrides: str):
@@ -124,7 +110,7 @@ def train_briefly(tmp_path: Path, *overrides: str, batches: int | None = None) -
     module = AdversarialModule(model, regularizer, instantiate(cfg.optimizer, "optimizer"))
     trainer = instantiate(cfg.trainer, "trainer", logger=False, default_root_dir=str(tmp_path), accelerator="cpu",
                           limit_train_batches=batches or 1.0, limit_val_batches=1)
-    trainer.fit(module, datamodule=data)
+    trainer.fit(module, data.train_dataloader(), data.val_dataloader())
     return {"model": model, "before": before, "loss": float(trainer.callback_metrics["train/loss"]),
             "cfg": cfg, "data": data, "steps": trainer.global_step}
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipeline.benchmark.gpu import gpu_packing, most_at_once
 from pipeline.benchmark.passes import count_passes
 from pipeline.benchmark.report import markdown
+from pipeline.benchmark.sizes import QUICK
 from pipeline.benchmark.workload import make_batch, make_model
 from pipeline.regularizers import Adversarial
 
@@ -121,3 +123,22 @@ def test_the_ray_sweep_comparison_runs_on_a_two_node_cluster(tmp_path):
         assert 0 < run["efficiency_train_only"] < run["efficiency"]
         assert all(0 < j["job_seconds"] < run["wall_seconds"] + 1 for j in run["per_job"])
     assert sweep["judged"] is False and sweep["passed"] is None
+
+
+def test_most_at_once_counts_overlapping_jobs():
+    back_to_back = [{"started_after": 0, "ended_after": 1}, {"started_after": 1, "ended_after": 2}]
+    assert most_at_once(back_to_back) == 1
+    assert most_at_once(back_to_back + [{"started_after": 0.5, "ended_after": 3}]) == 2
+
+
+@pytest.mark.slow
+def test_fractional_gpus_pack_jobs_onto_one_gpu():
+    """The GPU extras' packing on a logical GPU (Ray's GPU is a resource count; this machine has no GPU): jobs that
+    ask for a whole GPU run one at a time, jobs that ask for a quarter share it, as many at once as there are CPUs."""
+    whole, quarter = gpu_packing(QUICK, "smoke", epochs=1, timeout=600)
+    assert (whole["jobs_per_gpu"], quarter["jobs_per_gpu"]) == (1, 4)
+    for entry in (whole, quarter):
+        assert entry["jobs"] == QUICK.gpu_pack_jobs and not entry["failed"]
+        assert entry["cuda_visible_devices"] == ["0"]        # every job was given the one GPU
+    assert whole["most_at_once"] == 1
+    assert quarter["most_at_once"] >= 2

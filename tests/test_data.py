@@ -8,17 +8,26 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REAL_MNIST5K, data_module
-from pipeline.data import DataMissing, _idx_split, _read_idx, mnist, stratified_split
+from conftest import data_module
+from pipeline.data import DataMissing, _idx_split, _mnist5k_table, _read_idx, mnist, mnist5k, stratified_split
 from pipeline.errors import ConfigError
 
 
 def test_mnist5k_holds_5000_real_digits_in_the_unit_range():
-    x, y = REAL_MNIST5K()                                          # the real CSV reader, not the session cache
+    _mnist5k_table.cache_clear()
+    x, y = mnist5k()                                                 # parsed from the CSV, not from the cache
     assert x.shape == (5000, 1, 28, 28) and x.dtype == torch.float32
     assert x.min() == 0 and x.max() == 1                             # bytes / 255, spanning the whole range
     assert torch.equal(torch.bincount(y), torch.full((10,), 500))
     assert 0.1 < x.mean() < 0.15                                     # MNIST's ink coverage, not noise or blanks
+
+
+def test_mnist5k_parses_once_and_hands_out_fresh_tensors():
+    x, y = mnist5k()
+    x.zero_(), y.zero_()                                             # a caller writing into its copy
+    again = mnist5k()
+    assert again[0].max() == 1 and torch.equal(torch.bincount(again[1]), torch.full((10,), 500))
+    assert _mnist5k_table.cache_info().hits >= 1 and not _mnist5k_table().flags.writeable
 
 
 def test_default_split_is_disjoint_stratified_and_covers_every_class(digits):

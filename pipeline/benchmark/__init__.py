@@ -11,12 +11,14 @@ not taken from the code under test.
     fgsm                          torchattacks FGSM / ours (one ε)                         ≥ 1.0×
     adversarial_step              adversarial step (α = 0.5) / clean step                  ≤ 2.1×
     lightning_epoch               Lightning epoch / plain PyTorch loop, same work          ≤ 1.15×
-    sweep                         (Σ job time / slots) / wall time, two-node Ray cluster   ≥ 85 %
+    sweep                         (Σ job time / slots) / wall time, two-node Ray cluster,  ≥ 85 %
+                                  the main experiment's 6 jobs
     transfer                      input gradients taken for M models and K ε               = M
     main_job                      wall time of `python -m jobs.sweep`                      ≤ 5 min
 
 `--quick` shrinks everything for CI and judges no timing (only the counts). `--device cuda` adds the GPU extras:
-a maxout epoch over 60,000 × 784 tensors and jobs per GPU with fractional packing.
+a maxout epoch over 60,000 × 784 tensors and jobs per GPU with fractional packing (the packing itself also runs
+on a logical Ray GPU without one: the tests do that).
 
 Modules, one job each: sizes (constants, QUICK and FULL), timing (interleaved samples, statistics, comparison
 entries), workload (models and batches), passes (hook counters), fgsm, training, transfer, sweeps (Ray and the main

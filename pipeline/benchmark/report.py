@@ -91,7 +91,8 @@ def markdown(report: dict[str, Any]) -> str:
     if (line := unmeasured("sweep on a two-node local Ray cluster", sweep, "≥ 85%", failed="**FAIL**")) is not None:
         lines.append(line)
     else:
-        lines.append(f"| sweep on a two-node local Ray cluster | {sweep['jobs']} jobs, {sweep['slots']} slots | | "
+        lines.append(f"| sweep on a two-node local Ray cluster | {sweep['jobs']} jobs of "
+                     f"experiment={sweep['experiment']}, {sweep['slots']} slots | | "
                      f"Σ job time / slots: {sweep['sum_job_seconds'] / max(sweep['slots'], 1):.1f} s | "
                      f"wall: {sweep['wall_seconds']:.1f} s | {sweep['efficiency']:.0%} cold"
                      + (f", {sweep['warm']['efficiency']:.0%} on warm workers" if sweep.get("warm") else "")

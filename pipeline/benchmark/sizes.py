@@ -24,16 +24,19 @@ class Sizes:
     transfer_models: int       # M
     transfer_epsilons: int     # K
     transfer_examples: int     # test-set size (fits one batch of 1,000)
-    sweep_jobs: int
-    sweep_epochs: int
+    sweep_experiment: str      # the sweep comparison trains the first `sweep_jobs` jobs of this experiment,
+    sweep_jobs: int            # with these overrides
+    sweep_overrides: tuple[str, ...]
     gpu_epoch_examples: int
     gpu_pack_jobs: int
     gpu_pack: tuple[int, ...]  # jobs per GPU
 
 
 QUICK = Sizes(models=("softmax", "maxout"), batch_sizes=(100,), repeats=2, min_seconds=0.0, epoch_examples=200,
-              epoch_repeats=1, transfer_models=3, transfer_epsilons=4, transfer_examples=200, sweep_jobs=4,
-              sweep_epochs=1, gpu_epoch_examples=6_000, gpu_pack_jobs=4, gpu_pack=(1, 4))
+              epoch_repeats=1, transfer_models=3, transfer_epsilons=4, transfer_examples=200,
+              sweep_experiment="smoke", sweep_jobs=4, sweep_overrides=("trainer.max_epochs=1",),
+              gpu_epoch_examples=6_000, gpu_pack_jobs=4, gpu_pack=(1, 4))
 FULL = Sizes(models=("softmax", "maxout"), batch_sizes=(100, 1000), repeats=9, min_seconds=0.2, epoch_examples=10_000,
-             epoch_repeats=5, transfer_models=4, transfer_epsilons=10, transfer_examples=1000, sweep_jobs=8,
-             sweep_epochs=2, gpu_epoch_examples=60_000, gpu_pack_jobs=8, gpu_pack=(1, 4, 8))
+             epoch_repeats=5, transfer_models=4, transfer_epsilons=10, transfer_examples=1000,
+             sweep_experiment="main", sweep_jobs=6, sweep_overrides=(),
+             gpu_epoch_examples=60_000, gpu_pack_jobs=8, gpu_pack=(1, 4, 8))

@@ -12,34 +12,31 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from pipeline.benchmark.sizes import MAIN_JOB_LIMIT_S, ROOT, Sizes
 from pipeline.benchmark.timing import judge
 
 
-def plan_small_jobs(count: int, epochs: int, sweep_name: str, models: str = "softmax,maxout",
-                    full_size: bool = False) -> list:
-    """`count` jobs of experiment=smoke (600 digits, a 32 × 2 maxout), logger=none; full_size: all 3,500 training
-    digits and the paper's 240 × 5 maxout."""
+def plan_jobs(experiment: str, count: int, name: str, grid: dict[str, str] | None = None,
+              overrides: Sequence[str] = ()) -> list:
+    """The first `count` jobs of conf/experiment/<experiment> as `jobs.sweep` plans them, without W&B: `grid`
+    replaces axes, `overrides` are added to every job, and seeds are added until there are `count` jobs."""
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
     from pipeline.cli import CONF_DIR
     from pipeline.plan import plan
 
-    per_seed = len(models.split(",")) * 2
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("sweep", overrides=["experiment=smoke"])
+        cfg = compose("sweep", overrides=[f"experiment={experiment}"])
         with open_dict(cfg):
-            cfg.sweep.name = sweep_name
-            cfg.sweep.grid = {"model": models, "regularizer": "none,adversarial",
-                              "seed": f"range({math.ceil(count / per_seed)})"}
-            cfg.sweep.overrides = [f"trainer.max_epochs={epochs}", "logger=none"] + ([] if full_size else
-                                                                                     ["data.limit=600"])
-            if full_size:
-                cfg.sweep.when = {"model=rbf": ["optimizer=adam"]}
-        return plan(cfg.sweep, group=sweep_name)[:count]
+            cfg.sweep.name = name
+            cfg.sweep.grid.update(grid or {})
+            points = math.prod(len(str(values).split(",")) for values in cfg.sweep.grid.values())
+            cfg.sweep.grid.seed = f"range({math.ceil(count / points)})"
+            cfg.sweep.overrides = [*cfg.sweep.overrides, *overrides, "logger=none"]
+        return plan(cfg.sweep, group=name)[:count]
 
 
 def sweep_driver(spec_path: str) -> None:
@@ -51,8 +48,7 @@ def sweep_driver(spec_path: str) -> None:
     connect(spec["address"], spec.get("num_cpus"), spec.get("num_gpus"))
     import ray
 
-    jobs = plan_small_jobs(spec["jobs"], spec["epochs"], spec["name"], spec.get("models", "softmax,maxout"),
-                           spec.get("full_size", False))
+    jobs = plan_jobs(spec["experiment"], spec["jobs"], spec["name"], spec.get("grid"), spec.get("overrides", ()))
     resources = ray.cluster_resources()
     rounds = []
     for number in range(spec.get("rounds", 1)):   # round 0 starts the workers; later rounds reuse them (warm)
@@ -70,6 +66,7 @@ def sweep_driver(spec_path: str) -> None:
             began = (directory / store.CONFIG).stat().st_mtime
             ended = (directory / store.METRICS).stat().st_mtime
             per_job.append({"id": job.id, "label": job.label, "node": metrics.get("ray_node_id"),
+                            "cuda_visible_devices": metrics.get("cuda_visible_devices"),
                             "job_seconds": ended - began, "train_seconds": metrics["train_seconds"],
                             "started_after": began - began_at, "ended_after": ended - began_at})
         rounds.append({"wall_seconds": wall, "jobs": per_job, "trained": len(outcome.trained),
@@ -111,8 +108,8 @@ def bench_sweep(sizes: Sizes, address: str | None, judged: bool) -> dict[str, An
         with context as cluster:
             startup = time.perf_counter() - started if address is None else None
             target = address or cluster.address
-            spec = {"address": target, "jobs": sizes.sweep_jobs, "epochs": sizes.sweep_epochs, "cpus": 1, "gpus": 0,
-                    "name": "benchmark", "rounds": 2}
+            spec = {"address": target, "experiment": sizes.sweep_experiment, "jobs": sizes.sweep_jobs,
+                    "overrides": list(sizes.sweep_overrides), "cpus": 1, "gpus": 0, "name": "benchmark", "rounds": 2}
             result = drive_sweep(spec, env, timeout=900)
     slots = int(result["cluster_resources"].get("CPU", 0) // 1)
     rounds = [sweep_round(r, slots) for r in result["rounds"]]
@@ -120,7 +117,7 @@ def bench_sweep(sizes: Sizes, address: str | None, judged: bool) -> dict[str, An
     ok = all(r["trained"] == sizes.sweep_jobs and not r["failed"] for r in rounds)
     return {"id": "sweep", "title": "sweep on a two-node local Ray cluster", "cluster_started_here": address is None,
             "cluster_startup_seconds": startup, "address": address, "slots": slots, "planned": sizes.sweep_jobs,
-            "epochs": sizes.sweep_epochs, **cold, "warm": rounds[1] if len(rounds) > 1 else None,
+            "experiment": sizes.sweep_experiment, "overrides": list(sizes.sweep_overrides), **cold, "warm": rounds[1] if len(rounds) > 1 else None,
             "job_time": "per job, in the task: config.yaml written (run_job starts) to metrics.json written "
                         "(data, model, Trainer.fit, FGSM curve, scores, checkpoint); excludes the worker's imports",
             "judged_round": "cold: the sweep's first run_jobs on fresh workers (what a sweep gets); warm: the same "
