@@ -149,6 +149,17 @@ def test_fig2_fgsm_moves_every_pixel_by_eps_times_the_sign_of_the_weights(tmp_pa
     assert nontrivial_png(tmp_path / "fig2.png")
 
 
+def test_mosaic_tiles_images_in_rows_with_fill_between():
+    from pipeline.figures import mosaic
+
+    images = [np.full((2, 2), k, dtype=float) for k in range(3)]
+    tiled = mosaic(images, columns=2, fill=-1.0)
+    assert tiled.shape == (5, 5)                                     # 2 rows, 2 columns, 1 pixel between
+    assert (tiled[:2, :2] == 0).all() and (tiled[:2, 3:] == 1).all() and (tiled[3:, :2] == 2).all()
+    assert (tiled[2] == -1).all() and (tiled[:, 2] == -1).all() and (tiled[3:, 3:] == -1).all()   # gaps, empty cell
+    assert mosaic([np.zeros((2, 2, 3))] * 2, columns=2, fill=1.0).shape == (2, 5, 3)            # colour images
+
+
 def test_fig3_filters_plot(tmp_path):
     from pipeline.figures import first_layer_filters
     from pipeline.models import Maxout

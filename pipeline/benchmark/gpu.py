@@ -23,9 +23,9 @@ def bench_gpu(sizes: Sizes, device: torch.device) -> dict[str, Any]:
 
 def gpu_packing(sizes: Sizes, experiment: str, epochs: int, timeout: float = 1200) -> list[dict[str, Any]]:
     """For each n of `sizes.gpu_pack`: a fresh local Ray with one GPU and all of this machine's CPUs trains
-    `sizes.gpu_pack_jobs` maxout jobs of `experiment` (1 CPU each) that each ask for 1/n of the GPU. Ray's GPU is a logical resource, so
-    on a machine without one this still runs and shows Ray's packing (the tests run it that way); only on a real
-    GPU do the timings say how many jobs one GPU can hold."""
+    `sizes.gpu_pack_jobs` maxout jobs of `experiment` (1 CPU each), each asking for 1/n of the GPU. Ray's GPU is a
+    logical resource, so on a machine without one this still runs and shows Ray's packing (the tests run it that
+    way); only on a real GPU do the timings say how many jobs one GPU can hold."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     packing = []

@@ -113,5 +113,6 @@ def markdown(report: dict[str, Any]) -> str:
                      f" | plain loop: {seconds(e['reference']['seconds']['median'])} | {e['ratio']['median']:.2f}× | | |")
         for p in gpu["packing"]:
             lines.append(f"| GPU: {p['jobs_per_gpu']} jobs per GPU | | | {p['jobs']} jobs in {p['wall_seconds']:.1f} s "
-                         f"({p['jobs_per_minute']:.1f}/min) | | {p['speedup_vs_1']:.2f}× vs 1 per GPU | | |")
+                         f"({p['jobs_per_minute']:.1f}/min, at most {p['most_at_once']} at once) | | "
+                         f"{p['speedup_vs_1']:.2f}× vs 1 per GPU | | |")
     return "\n".join(lines)

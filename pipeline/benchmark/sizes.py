@@ -24,9 +24,9 @@ class Sizes:
     transfer_models: int       # M
     transfer_epsilons: int     # K
     transfer_examples: int     # test-set size (fits one batch of 1,000)
-    sweep_experiment: str      # the sweep comparison trains the first `sweep_jobs` jobs of this experiment,
-    sweep_jobs: int            # with these overrides
-    sweep_overrides: tuple[str, ...]
+    sweep_experiment: str      # the sweep comparison: the first `sweep_jobs` jobs of this experiment,
+    sweep_jobs: int
+    sweep_overrides: tuple[str, ...]   # ... with these overrides
     gpu_epoch_examples: int
     gpu_pack_jobs: int
     gpu_pack: tuple[int, ...]  # jobs per GPU

@@ -21,19 +21,20 @@ from pipeline.benchmark.timing import judge
 def plan_jobs(experiment: str, count: int, name: str, grid: dict[str, str] | None = None,
               overrides: Sequence[str] = ()) -> list:
     """The first `count` jobs of conf/experiment/<experiment> as `jobs.sweep` plans them, without W&B: `grid`
-    replaces axes, `overrides` are added to every job, and seeds are added until there are `count` jobs."""
+    replaces axes, `overrides` are added to every job, and the seed axis is set to as many seeds as make `count`."""
     from hydra import compose, initialize_config_dir
-    from omegaconf import open_dict
+    from omegaconf import OmegaConf, open_dict
 
     from pipeline.cli import CONF_DIR
-    from pipeline.plan import plan
+    from pipeline.plan import grid_overrides, plan
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("sweep", overrides=[f"experiment={experiment}"])
         with open_dict(cfg):
             cfg.sweep.name = name
             cfg.sweep.grid.update(grid or {})
-            points = math.prod(len(str(values).split(",")) for values in cfg.sweep.grid.values())
+            grid = OmegaConf.to_container(cfg.sweep.grid, resolve=True)
+            points = len(grid_overrides({axis: values for axis, values in grid.items() if axis != "seed"}))
             cfg.sweep.grid.seed = f"range({math.ceil(count / points)})"
             cfg.sweep.overrides = [*cfg.sweep.overrides, *overrides, "logger=none"]
         return plan(cfg.sweep, group=name)[:count]
@@ -117,7 +118,8 @@ def bench_sweep(sizes: Sizes, address: str | None, judged: bool) -> dict[str, An
     ok = all(r["trained"] == sizes.sweep_jobs and not r["failed"] for r in rounds)
     return {"id": "sweep", "title": "sweep on a two-node local Ray cluster", "cluster_started_here": address is None,
             "cluster_startup_seconds": startup, "address": address, "slots": slots, "planned": sizes.sweep_jobs,
-            "experiment": sizes.sweep_experiment, "overrides": list(sizes.sweep_overrides), **cold, "warm": rounds[1] if len(rounds) > 1 else None,
+            "experiment": sizes.sweep_experiment, "overrides": list(sizes.sweep_overrides), **cold,
+            "warm": rounds[1] if len(rounds) > 1 else None,
             "job_time": "per job, in the task: config.yaml written (run_job starts) to metrics.json written "
                         "(data, model, Trainer.fit, FGSM curve, scores, checkpoint); excludes the worker's imports",
             "judged_round": "cold: the sweep's first run_jobs on fresh workers (what a sweep gets); warm: the same "

@@ -113,7 +113,8 @@ def plain_epoch(base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: 
         loss = training_step(model, regularizer, optimizer, xb, yb)
         total += loss * len(yb)
         count += len(yb)
-    math.isfinite(float(total / count))
+    if not math.isfinite(float(total / count)):
+        raise RuntimeError("the plain loop's training loss became NaN or infinite")
     sync()
     return time.perf_counter() - started
 
