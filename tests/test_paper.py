@@ -173,11 +173,12 @@ def test_fig3_filters_plot(tmp_path):
 
 def test_gpu_experiment_plans_every_setting_of_the_paper(tmp_path):
     """experiment=goodfellow2015 (full MNIST and CIFAR-10: no data here, so only its plan is checked)."""
-    import json
+    from pipeline import store
+    from pipeline.sweep import PLAN
 
     result = run_command(["jobs.sweep", "experiment=goodfellow2015", f"dir={tmp_path / 'paper'}", "plan_only=true"])
     assert result.returncode == 0, result.stderr[-2000:]
-    jobs = [entry["config"] for entry in json.loads((tmp_path / "paper" / "plan.json").read_text())]
+    jobs = [entry["config"] for entry in store.read_json(tmp_path / "paper" / PLAN)]
     assert len(jobs) == 16 * 5 and {job["seed"] for job in jobs} == set(range(5))
     for option, setting in EXPECTED.items():
         matched = [job for job in jobs if setting.matches(job)]
@@ -214,16 +215,20 @@ def cpu_sweep(tmp_path_factory) -> Path:
     return sweep_dir
 
 
+def claim_rows(report: str) -> list[list[str]]:
+    """The cells of each row of the report's "Paper vs this run" table (its header and rule left out)."""
+    table = report.split("## Paper vs this run")[1].split("\n\n")[1]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:] if line.startswith("|")]
+
+
 @pytest.mark.slow
 def test_cpu_experiment_report_opens_with_every_claim_and_a_computed_verdict(cpu_sweep):
     report = (cpu_sweep / "report.md").read_text()
     sections = [line for line in report.splitlines() if line.startswith("## ")]
     assert sections[0] == "## Paper vs this run"
-    table = report.split("## Paper vs this run")[1].split("\n\n")[1]
-    rows = [line for line in table.splitlines()[2:] if line.startswith("|")]
+    rows = claim_rows(report)
     assert len(rows) == len(CLAIMS)
-    for claim, row in zip(CLAIMS, rows):
-        cells = [c.strip() for c in row.strip("|").split("|")]
+    for claim, cells in zip(CLAIMS, rows):
         assert cells[0] == claim.text and cells[-1] in VERDICTS
         gpu_only = claim.data == "cifar10" or "1600" in claim.text
         assert (cells[-1] == NOT_RUN) == gpu_only, (claim.text, cells[-1])   # every CPU claim's checks computed
@@ -231,9 +236,7 @@ def test_cpu_experiment_report_opens_with_every_claim_and_a_computed_verdict(cpu
 
 @pytest.mark.slow
 def test_cpu_experiment_reproduces_the_qualitative_claims(cpu_sweep):
-    report = (cpu_sweep / "report.md").read_text()
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in report.splitlines() if line.startswith("| ")]
-    verdicts = {cells[0]: cells[-1] for cells in rows}
+    verdicts = {cells[0]: cells[-1] for cells in claim_rows((cpu_sweep / "report.md").read_text())}
     for start in REPRODUCED:
         claim = next(text for text in verdicts if text.startswith(start))
         assert verdicts[claim] == PASS, claim

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from pipeline import store
 from pipeline.benchmark.fgsm import bench_fgsm, bench_fgsm_curve
 from pipeline.benchmark.gpu import bench_gpu
 from pipeline.benchmark.report import machine, markdown, skipped
@@ -141,9 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     report = run(args)
     out = Path(args.out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str))
-    tmp.replace(out)
+    store.atomic_write(out, lambda tmp: tmp.write_text(json.dumps(report, indent=2, default=str)))
     print(report["table_markdown"])
     load = ", ".join(f"{v:.2f}" for v in report["load_before"]), ", ".join(f"{v:.2f}" for v in report["load_after"])
     print(f"\nload average before: {load[0]}; after: {load[1]}; {report['seconds']:.0f} s in all; results in {out}")

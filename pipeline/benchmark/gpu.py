@@ -7,12 +7,13 @@ from typing import Any
 import torch
 
 from pipeline.benchmark.sizes import Sizes
-from pipeline.benchmark.sweeps import drive_sweep
+from pipeline.benchmark.sweeps import drive_sweep, subprocess_env
 from pipeline.benchmark.training import bench_lightning_epoch
 
 
 def bench_gpu(sizes: Sizes, device: torch.device) -> dict[str, Any]:
-    """Maxout epoch over 60,000 × 784 on-device tensors; jobs per GPU with fractional packing (1, 4, 8 per GPU)."""
+    """Maxout epoch over `sizes.gpu_epoch_examples` on-device MNIST-size tensors (60,000 at full size); jobs per GPU
+    with fractional packing (`sizes.gpu_pack` jobs per GPU)."""
     if device.type != "cuda":
         return {"skipped": "needs a GPU: run with --device cuda on a machine with CUDA"}
     epoch = bench_lightning_epoch(sizes, device, judged=True, examples=sizes.gpu_epoch_examples, models=("maxout",),
@@ -26,8 +27,7 @@ def gpu_packing(sizes: Sizes, experiment: str, epochs: int, timeout: float = 120
     `sizes.gpu_pack_jobs` maxout jobs of `experiment` (1 CPU each), each asking for 1/n of the GPU. Ray's GPU is a
     logical resource, so on a machine without one this still runs and shows Ray's packing (the tests run it that
     way); only on a real GPU do the timings say how many jobs one GPU can hold."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env = subprocess_env(RAY_USAGE_STATS_ENABLED="0")
     packing = []
     for per_gpu in sizes.gpu_pack:
         spec = {"address": None, "num_cpus": os.cpu_count(), "num_gpus": 1, "experiment": experiment,

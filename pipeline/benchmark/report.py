@@ -65,8 +65,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = ["| comparison | model | batch | measured | reference | ratio: median [IQR] (min–max) | target | result |",
              "|---|---|---|---|---|---|---|---|"]
     for entry in report["comparisons"]:
-        if "skipped" in entry:
-            lines.append(f"| {entry['id']} | | | | | skipped: {entry['skipped']} | | |")
+        if (line := unmeasured(entry["id"], entry)) is not None:
+            lines.append(line)
             continue
         r = entry["ratio"]
         m, ref = entry["measured"], entry["reference"]
@@ -99,7 +99,7 @@ def markdown(report: dict[str, Any]) -> str:
                      + f" (train time only: {sweep['efficiency_train_only']:.0%}) | ≥ 85% | {verdict(sweep)} |")
     main = report["main_job"]
     if "skipped" in main:
-        lines.append(f"| the main job | | | | | skipped: {main['skipped']} | ≤ 5 min | |")
+        lines.append(row("the main job", "", "", "", "", f"skipped: {main['skipped']}", "≤ 5 min", ""))
     else:
         wall = f"{main['wall_seconds']:.0f} s" if main.get("wall_seconds") is not None else "—"
         extra = f" (exit {main['returncode']}: {main.get('error', '')})" if main.get("returncode") else ""

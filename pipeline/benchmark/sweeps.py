@@ -4,7 +4,6 @@ Each sweep is driven from a subprocess (sweep_driver), so this process never bec
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
@@ -14,8 +13,14 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from pipeline import store
 from pipeline.benchmark.sizes import MAIN_JOB_LIMIT_S, ROOT, Sizes
 from pipeline.benchmark.timing import judge
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child that must start or join its own Ray (never ours), plus `extra`."""
+    return {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **extra}
 
 
 def plan_jobs(experiment: str, count: int, name: str, grid: dict[str, str] | None = None,
@@ -33,8 +38,8 @@ def plan_jobs(experiment: str, count: int, name: str, grid: dict[str, str] | Non
         with open_dict(cfg):
             cfg.sweep.name = name
             cfg.sweep.grid.update(grid or {})
-            grid = OmegaConf.to_container(cfg.sweep.grid, resolve=True)
-            points = len(grid_overrides({axis: values for axis, values in grid.items() if axis != "seed"}))
+            axes = OmegaConf.to_container(cfg.sweep.grid, resolve=True)
+            points = len(grid_overrides({axis: values for axis, values in axes.items() if axis != "seed"}))
             cfg.sweep.grid.seed = f"range({math.ceil(count / points)})"
             cfg.sweep.overrides = [*cfg.sweep.overrides, *overrides, "logger=none"]
         return plan(cfg.sweep, group=name)[:count]
@@ -42,10 +47,9 @@ def plan_jobs(experiment: str, count: int, name: str, grid: dict[str, str] | Non
 
 def sweep_driver(spec_path: str) -> None:
     """Run in a subprocess: join (or start) Ray, train the planned jobs with run_jobs, write what was measured."""
-    from pipeline import store
     from pipeline.schedule import connect, job_dir, run_jobs
 
-    spec = json.loads(Path(spec_path).read_text())
+    spec = store.read_json(Path(spec_path))
     connect(spec["address"], spec.get("num_cpus"), spec.get("num_gpus"))
     import ray
 
@@ -72,20 +76,20 @@ def sweep_driver(spec_path: str) -> None:
                             "started_after": began - began_at, "ended_after": ended - began_at})
         rounds.append({"wall_seconds": wall, "jobs": per_job, "trained": len(outcome.trained),
                        "failed": outcome.failed})
-    Path(spec["out"]).write_text(json.dumps({"rounds": rounds, "cluster_resources": resources}))
+    store.write_json(Path(spec["out"]), {"rounds": rounds, "cluster_resources": resources})
     ray.shutdown()
 
 
 def drive_sweep(spec: dict[str, Any], env: dict[str, str], timeout: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         spec = {**spec, "dir": str(Path(tmp) / "sweep"), "out": str(Path(tmp) / "result.json")}
-        (Path(tmp) / "spec.json").write_text(json.dumps(spec))
+        store.write_json(Path(tmp) / "spec.json", spec)
         code = "import sys; from pipeline.benchmark.sweeps import sweep_driver; sweep_driver(sys.argv[1])"
         result = subprocess.run([sys.executable, "-c", code, str(Path(tmp) / "spec.json")], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0 or not Path(spec["out"]).exists():
             raise RuntimeError(f"sweep driver exited {result.returncode}: {tail(result.stderr)}")
-        return json.loads(Path(spec["out"]).read_text())
+        return store.read_json(Path(spec["out"]))
 
 
 def tail(text: str, lines: int = 6) -> str:
@@ -96,8 +100,7 @@ def bench_sweep(sizes: Sizes, address: str | None, judged: bool) -> dict[str, An
     """Packing efficiency of run_jobs on a two-node Ray cluster: (Σ job time / slots) / wall time."""
     from contextlib import nullcontext
 
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    env = subprocess_env(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         if address is None:
             from tests.support.ray_cluster import RayCluster
@@ -145,8 +148,7 @@ def sweep_round(result: dict[str, Any], slots: int) -> dict[str, Any]:
 
 def bench_main_job(timeout: float = 900) -> dict[str, Any]:
     """Wall time of the real main job, `python -m jobs.sweep dir=<tmp>` (local Ray, W&B offline)."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["WANDB_MODE"] = "offline"
+    env = subprocess_env(WANDB_MODE="offline")
     with tempfile.TemporaryDirectory(prefix="bench-main-") as tmp:
         command = [sys.executable, "-m", "jobs.sweep", f"dir={Path(tmp) / 'main'}"]
         started = time.perf_counter()

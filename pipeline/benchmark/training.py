@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from pipeline.benchmark.passes import count_passes
-from pipeline.benchmark.sizes import ALPHA, ONE_EPS, ROOT, SGD, Sizes
+from pipeline.benchmark.sizes import ALPHA, ONE_EPS, SGD, Sizes
 from pipeline.benchmark.timing import comparison, interleaved, stats, synchronizer
 from pipeline.benchmark.workload import make_batch, make_model
 
@@ -75,14 +75,16 @@ def trainer_kwargs(device: torch.device) -> dict[str, Any]:
     """conf/trainer/default.yaml, for one epoch, without a logger (as a job with logger=none)."""
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "trainer" / "default.yaml"))
+    from pipeline.cli import CONF_DIR
+
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "trainer" / "default.yaml"))
     cfg.pop("_target_")
     cfg.update(max_epochs=1, accelerator="gpu" if device.type == "cuda" else "cpu", logger=False)
     return cfg
 
 
-def lightning_epoch(base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, device: torch.device,
-                    timer: EpochTimer) -> float:
+def lightning_epoch(base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int,
+                    trainer_args: dict[str, Any], timer: EpochTimer) -> float:
     """One Lightning epoch of AdversarialModule (clean objective, SGD) over TensorBatches; returns fit seconds."""
     import pytorch_lightning as pl
     from pytorch_lightning.plugins.environments import LightningEnvironment
@@ -92,7 +94,7 @@ def lightning_epoch(base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bat
     from pipeline.regularizers import Regularizer
 
     module = AdversarialModule(copy.deepcopy(base), Regularizer(), functools.partial(torch.optim.SGD, **SGD))
-    trainer = pl.Trainer(**trainer_kwargs(device), callbacks=[timer.callback], plugins=[LightningEnvironment()])
+    trainer = pl.Trainer(**trainer_args, callbacks=[timer.callback], plugins=[LightningEnvironment()])
     started = time.perf_counter()
     trainer.fit(module, train_dataloaders=TensorBatches(x, y, batch, shuffle=True, seed=0))
     return time.perf_counter() - started
@@ -128,7 +130,7 @@ def bench_lightning_epoch(sizes: Sizes, device: torch.device, judged: bool, exam
 
     quiet_lightning()
     warnings.filterwarnings("ignore", message=".*validation_step.*")
-    sync, rows = synchronizer(device), []
+    sync, rows, trainer_args = synchronizer(device), [], trainer_kwargs(device)
     examples = examples or sizes.epoch_examples
     gc.collect()
     gc.freeze()
@@ -140,13 +142,13 @@ def bench_lightning_epoch(sizes: Sizes, device: torch.device, judged: bool, exam
                 base, (x, y) = make_model(name, device), make_batch(examples, device)
                 timer = EpochTimer()
                 timer.sync = sync
-                lightning_epoch(base, x, y, batch, device, timer)            # warm-up both
+                lightning_epoch(base, x, y, batch, trainer_args, timer)      # warm-up both
                 plain_epoch(base, x, y, batch, sync)
                 timer.seconds.clear()
                 t_plain, fits = [], []
                 for _ in range(repeats or sizes.epoch_repeats):
                     t_plain.append(plain_epoch(base, x, y, batch, sync))
-                    fits.append(lightning_epoch(base, x, y, batch, device, timer))
+                    fits.append(lightning_epoch(base, x, y, batch, trainer_args, timer))
                 t_lightning = list(timer.seconds)
                 rows.append(comparison(
                     "lightning_epoch", "Lightning training epoch, on-device data", name, batch,
