@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hydra
-import pandas as pd
 from omegaconf import DictConfig
 
 from pipeline.cli import entry_point, exit_on_config_error
@@ -11,15 +10,14 @@ from pipeline.cli import entry_point, exit_on_config_error
 @hydra.main(version_base="1.3", config_path="../conf", config_name="stage")
 @exit_on_config_error
 def report(stage: DictConfig) -> None:
-    from pipeline import sweep as stages
+    from pipeline.stages.report import print_summary, report_stage
+    from pipeline.stages.sweep_dir import SUMMARY, TRANSFER, open_sweep, read_table
 
-    cfg, sweep_dir, jobs = stages.open_sweep(stage)
-    transfer_csv = sweep_dir / stages.TRANSFER
-    transfer = pd.read_csv(transfer_csv) if transfer_csv.exists() else pd.DataFrame()
-    path = stages.report_stage(cfg, sweep_dir, jobs, transfer)
-    stages.print_summary(sweep_dir / stages.SUMMARY, path)
+    cfg, sweep_dir, jobs = open_sweep(stage)
+    path = report_stage(cfg, sweep_dir, jobs, read_table(sweep_dir / TRANSFER))
+    print_summary(sweep_dir / SUMMARY, path)
     if cfg.wandb.report:
-        from pipeline.wandb_report import publish_report
+        from pipeline.report.wandb_report import publish_report
 
         publish_report(sweep_dir, jobs, cfg.sweep.name)
 

@@ -9,17 +9,16 @@ from omegaconf import DictConfig, open_dict
 
 from pipeline.cli import entry_point, exit_on_config_error
 
-GROUPS = ("data", "model", "regularizer", "attack", "optimizer")
-
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @exit_on_config_error
 def train(cfg: DictConfig) -> float:
+    from pipeline.config import choices
     from pipeline.job import run_job
 
     runtime = HydraConfig.get().runtime
     with open_dict(cfg):
-        cfg.choices = {group: runtime.choices.get(group) for group in GROUPS}
+        cfg.choices = choices(runtime.choices)
     job_dir = Path(runtime.output_dir)
     metrics = run_job(cfg, job_dir, run_name="-".join(str(v) for v in cfg.choices.values()))
     row = {r["eps"]: r["error"] for r in metrics["curve"]}

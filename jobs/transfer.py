@@ -10,12 +10,14 @@ from pipeline.cli import entry_point, exit_on_config_error
 @hydra.main(version_base="1.3", config_path="../conf", config_name="stage")
 @exit_on_config_error
 def transfer(stage: DictConfig) -> None:
-    from pipeline import sweep as stages
+    from pipeline.stages import connect_cluster
+    from pipeline.stages.sweep_dir import TRANSFER, open_sweep
+    from pipeline.stages.transfer import transfer_stage
 
-    cfg, sweep_dir, jobs = stages.open_sweep(stage)
-    stages.connect_cluster(cfg)
-    table = stages.transfer_stage(cfg, sweep_dir, jobs, force=True)
-    print(f"transfer: {len(table)} rows in {sweep_dir / stages.TRANSFER}")
+    cfg, sweep_dir, jobs = open_sweep(stage)
+    connect_cluster(cfg)
+    table = transfer_stage(cfg, sweep_dir, jobs, force=True)
+    print(f"transfer: {len(table)} rows in {sweep_dir / TRANSFER}")
 
 
 main = entry_point(transfer)

@@ -8,15 +8,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, TypeVar
 
+from pipeline.config import CONF_DIR, group_options
 from pipeline.errors import ConfigError
 from pipeline.store import ensure_writable
 
 T = TypeVar("T")
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-
-
-def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
 def check_group_choices(argv: Sequence[str]) -> None:

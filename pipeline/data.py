@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import gzip
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -234,5 +234,13 @@ class TensorDataModule:
     def val_dataloader(self) -> TensorBatches:
         return self._batches("val", shuffle=False)
 
-    def test_dataloader(self) -> TensorBatches:
-        return self._batches("test", shuffle=False)
+
+def test_set(config: Mapping[str, Any]) -> Split:
+    """The test split a job (given by its resolved config) was evaluated on, on the CPU."""
+    from omegaconf import OmegaConf
+
+    from pipeline.config import instantiate
+
+    data = instantiate(OmegaConf.create(dict(config["data"])), "data", seed=config["seed"])
+    data.setup()
+    return data.splits["test"]

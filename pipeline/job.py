@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import store
 from pipeline.attacks import check_eps, predict
+from pipeline.config import instantiate
 from pipeline.errors import ConfigError
 
 
@@ -29,22 +30,6 @@ def versions() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "pytorch_lightning": version("pytorch-lightning"), "hydra": version("hydra-core"),
             "wandb": version("wandb")}
-
-
-def instantiate(node: DictConfig, name: str, **kwargs: Any) -> Any:
-    """hydra.utils.instantiate that surfaces our ConfigError (the one-line message) instead of Hydra's wrapper."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate as hydra_instantiate
-
-    try:
-        return hydra_instantiate(node, **kwargs)
-    except InstantiationException as error:
-        cause = error.__cause__
-        while cause is not None and not isinstance(cause, ConfigError):
-            cause = cause.__cause__
-        if cause is not None:
-            raise cause from None
-        raise ConfigError(f"cannot build {name}: {str(error).splitlines()[0]}") from error
 
 
 def training_device(accelerator: str) -> torch.device:

@@ -68,21 +68,14 @@ class AdversarialModule(pl.LightningModule):
         if scheduler is not None:
             scheduler.step()
 
-    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> None:
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
         x, y = batch
         logits = self.model(x)
-        self.log(f"{split}/loss", self.model.cost(logits, y), batch_size=len(y))
-        self.log(f"{split}/error", (logits.argmax(dim=1) != y).float().mean(), batch_size=len(y), prog_bar=True)
-
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
-        self._evaluate(batch, "val")
+        self.log("val/loss", self.model.cost(logits, y), batch_size=len(y))
+        self.log("val/error", (logits.argmax(dim=1) != y).float().mean(), batch_size=len(y), prog_bar=True)
         if self.val_attack is not None:
-            x, y = batch
             fooled = self.model(fgsm(self.model, x, y, *self.val_attack)).argmax(dim=1) != y
             self.log("val/fgsm_error", fooled.float().mean(), batch_size=len(y))
-
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
-        self._evaluate(batch, "test")
 
 
 class KeepBest(pl.Callback):

@@ -54,6 +54,11 @@ def ensure_writable(directory: Path, key: str) -> Path:
     return directory
 
 
+def job_dir(sweep_dir: Path, job_id: str) -> Path:
+    """Where a sweep keeps one job's directory."""
+    return Path(sweep_dir) / "jobs" / job_id
+
+
 def write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, allow_nan=True)))
 
@@ -64,6 +69,11 @@ def read_json(path: Path) -> Any:
 
 def write_config(job_dir: Path, cfg: DictConfig) -> None:
     atomic_write(job_dir / CONFIG, lambda tmp: OmegaConf.save(cfg, tmp, resolve=True))
+
+
+def read_config(job_dir: Path) -> dict[str, Any]:
+    """The job's resolved config, as plain containers."""
+    return OmegaConf.to_container(OmegaConf.load(Path(job_dir) / CONFIG), resolve=True)
 
 
 def sha256(path: Path) -> str:

@@ -11,31 +11,18 @@ from typing import Any, Sequence
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 import pipeline.data
+from pipeline.config import compose_job, hydra_context
 
 ROOT = Path(__file__).resolve().parent.parent
-CONF_DIR = ROOT / "conf"
-GROUPS = ("data", "model", "regularizer", "attack", "optimizer")   # as jobs.train records them
 
 
 def compose(*overrides: str, config_name: str = "config") -> DictConfig:
     """A job config as `python -m jobs.train <overrides>` composes it, with `choices` filled in the same way."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
-    choices = {group: cfg.hydra.runtime.choices.get(group) for group in GROUPS}
-    with open_dict(cfg):
-        del cfg["hydra"]
-        cfg.choices = choices
-    return cfg
-
-
-def options(group: str) -> list[str]:
-    """The options of a config group: one per YAML file in conf/<group>."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    with hydra_context():
+        return compose_job(overrides, config_name)
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +32,7 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def data_module(*overrides: str):
-    from pipeline.job import instantiate
+    from pipeline.config import instantiate
 
     cfg = compose(*overrides)
     data = instantiate(cfg.data, "data", seed=cfg.seed)
@@ -98,7 +85,8 @@ def train_briefly(tmp_path: Path, *overrides: str, batches: int | None = None) -
     (the module and Trainer of a real job). Returns the model, its parameters before training, and the last loss."""
     import pytorch_lightning as pl
 
-    from pipeline.job import build, instantiate, quiet_lightning
+    from pipeline.config import instantiate
+    from pipeline.job import build, quiet_lightning
     from pipeline.module import AdversarialModule
 
     quiet_lightning()

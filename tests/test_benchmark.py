@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.benchmark.gpu import gpu_packing, most_at_once
-from pipeline.benchmark.passes import count_passes
-from pipeline.benchmark.report import markdown
-from pipeline.benchmark.sizes import QUICK
-from pipeline.benchmark.workload import make_batch, make_model
+from benchmarks.gpu import gpu_packing, most_at_once
+from benchmarks.passes import count_passes
+from benchmarks.table import markdown
+from benchmarks.sizes import QUICK
+from benchmarks.workload import make_batch, make_model
 from pipeline.regularizers import Adversarial
 
 ROOT = Path(__file__).resolve().parent.parent

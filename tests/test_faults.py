@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from pipeline import store
-from tests.support.ray_cluster import RayCluster
+from pipeline.cluster.local import RayCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

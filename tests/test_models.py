@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from conftest import options, train_briefly
+from conftest import train_briefly
+from pipeline.config import group_options as options
 from pipeline.errors import ConfigError
 from pipeline.models import RBF, Ensemble, Logistic, Maxout, Softmax, log1mexp
 

@@ -7,7 +7,8 @@ import importlib.util
 import pytest
 import yaml
 
-from conftest import CONF_DIR, ROOT, run_command
+from conftest import ROOT, run_command
+from pipeline.config import CONF_DIR
 
 
 def test_pytorch_lightning_is_installed_and_the_unified_lightning_package_is_not():

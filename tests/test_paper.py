@@ -12,11 +12,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import compose, options, run_command
-from pipeline import claims
-from pipeline.claims import CLAIMS
-from pipeline.figures import kinks, logistic_figure, logits_along_fgsm, plot_filters, plot_logistic, plot_logits
-from pipeline.verdicts import FAIL, NOT_RUN, PASS, UNCLEAR, Results, Transferred, claims_table
+from conftest import compose, run_command
+from pipeline.config import group_options as options
+from pipeline.paper import claims
+from pipeline.paper.claims import CLAIMS
+from pipeline.paper.figures import kinks, logistic_figure, logits_along_fgsm, plot_filters, plot_logistic, plot_logits
+from pipeline.paper.results import Results
+from pipeline.paper.verdicts import FAIL, NOT_RUN, PASS, UNCLEAR, Transferred, claims_table
 
 VERDICTS = {PASS, FAIL, UNCLEAR, NOT_RUN}
 
@@ -150,7 +152,7 @@ def test_fig2_fgsm_moves_every_pixel_by_eps_times_the_sign_of_the_weights(tmp_pa
 
 
 def test_mosaic_tiles_images_in_rows_with_fill_between():
-    from pipeline.figures import mosaic
+    from pipeline.report.plots import mosaic
 
     images = [np.full((2, 2), k, dtype=float) for k in range(3)]
     tiled = mosaic(images, columns=2, fill=-1.0)
@@ -161,7 +163,7 @@ def test_mosaic_tiles_images_in_rows_with_fill_between():
 
 
 def test_fig3_filters_plot(tmp_path):
-    from pipeline.figures import first_layer_filters
+    from pipeline.paper.figures import first_layer_filters
     from pipeline.models import Maxout
 
     model = Maxout((1, 28, 28), 10, units=8, pieces=2)
@@ -174,7 +176,7 @@ def test_fig3_filters_plot(tmp_path):
 def test_gpu_experiment_plans_every_setting_of_the_paper(tmp_path):
     """experiment=goodfellow2015 (full MNIST and CIFAR-10: no data here, so only its plan is checked)."""
     from pipeline import store
-    from pipeline.sweep import PLAN
+    from pipeline.stages.sweep_dir import PLAN
 
     result = run_command(["jobs.sweep", "experiment=goodfellow2015", f"dir={tmp_path / 'paper'}", "plan_only=true"])
     assert result.returncode == 0, result.stderr[-2000:]

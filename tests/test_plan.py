@@ -9,9 +9,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from pipeline.cli import CONF_DIR, group_options
+from pipeline.config import CONF_DIR, group_options
 from pipeline.errors import ConfigError
-from pipeline.plan import conditional_overrides, grid_overrides, job_id, plan
+from pipeline.stages.plan import conditional_overrides, grid_overrides, job_id, plan
 
 ROOT = Path(__file__).resolve().parent.parent
 

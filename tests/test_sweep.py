@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.support.ray_cluster import RayCluster
+from pipeline.cluster.local import RayCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

@@ -11,7 +11,8 @@ from omegaconf import OmegaConf, open_dict
 
 from conftest import compose
 from pipeline import load_model, store
-from pipeline.job import instantiate, run_job
+from pipeline.config import instantiate
+from pipeline.job import run_job
 from tests.support.wandb_records import history, read_run, run_file
 
 EPSILONS = [0.0, 0.1, 0.25]

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support.lifecycle import Service
+from pipeline.cluster.local import Service
 
 # Root's PATH normally has the sbin dirs, but a test runner's may not.
 _SEARCH_PATH = os.pathsep.join(

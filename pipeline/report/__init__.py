@@ -1,100 +1,36 @@
 """The sweep report: the paper's claims beside ours first, then tables and plots from summary.csv, transfer.csv and
-evaluations.csv, and the paper's figures, as report.md and report.html.
-
-Both files are rendered from one list of blocks (headings, text, tables, images), so they always agree.
+evaluations.csv, and the paper's figures, as report.md and report.html (one Document, two renderings).
 """
 from __future__ import annotations
 
-import html
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
-from pipeline.claims import CLAIMS, LEFT_OUT
-from pipeline.evaluations import leaks_labels
-from pipeline.figures import Drawn, image, mosaic, pyplot, save
-from pipeline.stats import estimate, percent
-from pipeline.verdicts import FAIL, NOT_RUN, PASS, UNCLEAR, Results, claims_table
+from pipeline.paper.claims import CLAIMS, LEFT_OUT
+from pipeline.paper.results import Results
+from pipeline.paper.verdicts import FAIL, NOT_RUN, PASS, UNCLEAR, claims_table
+from pipeline.report.document import Document
+from pipeline.report.plots import plot_curves, plot_examples, plot_transfer
+from pipeline.stats import percent
+
+if TYPE_CHECKING:   # figures draws with this package's plots
+    from pipeline.paper.figures import Drawn
 
 PLOTS = "plots"
 
 
-@dataclass
-class Document:
-    title: str
-    blocks: list[tuple[str, object]] = field(default_factory=list)
-
-    def heading(self, text: str) -> None:
-        self.blocks.append(("heading", text))
-
-    def text(self, text: str) -> None:
-        self.blocks.append(("text", text))
-
-    def table(self, frame: pd.DataFrame) -> None:
-        self.blocks.append(("table", frame))
-
-    def image(self, path: str, caption: str) -> None:
-        self.blocks.append(("image", (path, caption)))
-
-    def markdown(self) -> str:
-        out = [f"# {self.title}", ""]
-        for kind, value in self.blocks:
-            if kind == "heading":
-                out += [f"## {value}", ""]
-            elif kind == "text":
-                out += [str(value), ""]
-            elif kind == "table":
-                frame = value.astype(str)
-                out += ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-                out += ["| " + " | ".join(row) + " |" for row in frame.itertuples(index=False)] + [""]
-            else:
-                path, caption = value
-                out += [f"![{caption}]({path})", ""]
-        return "\n".join(out)
-
-    def html(self) -> str:
-        body = [f"<h1>{html.escape(self.title)}</h1>"]
-        for kind, value in self.blocks:
-            if kind == "heading":
-                body.append(f"<h2>{html.escape(str(value))}</h2>")
-            elif kind == "text":
-                body.append(f"<p>{html.escape(str(value))}</p>")
-            elif kind == "table":
-                body.append(value.to_html(index=False, escape=True, border=0))
-            else:
-                path, caption = value
-                body.append(f'<figure><img src="{html.escape(path)}" alt="{html.escape(caption)}">'
-                            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-        style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
-                 "td,th{padding:2px 8px;border-bottom:1px solid #ddd}img{max-width:100%}")
-        return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
-                f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
+def leaks_labels(rows: pd.DataFrame) -> pd.Series:
+    """Adversarial accuracy above clean accuracy: the attack helps the model, a sign of label leaking."""
+    return rows["error"] < rows["clean_error"] - 1e-9
 
 
-def aggregate(summary: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Mean and 95% interval half-width (Student's t; 0 with one seed) per setting and ε."""
-    rows = []
-    for (setting, eps), values in summary.groupby(["setting", "eps"])[column]:
-        found = estimate(values)
-        if found is not None:
-            rows.append({"setting": setting, "eps": eps, "mean": found.mean,
-                         "half_width": 0.0 if math.isnan(found.half) else found.half})
-    return pd.DataFrame(rows, columns=["setting", "eps", "mean", "half_width"])
-
-
-def plot_curves(summary: pd.DataFrame, column: str, path: Path, ylabel: str) -> None:
-    plt = pyplot()
-    stats = aggregate(summary, column)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, rows in stats.groupby("setting"):
-        ax.errorbar(rows["eps"], rows["mean"], yerr=rows["half_width"], marker="o", capsize=3, label=name)
-    ax.set(xlabel="ε", ylabel=ylabel, ylim=(0, 1.02))
-    ax.legend(fontsize=6)
-    ax.grid(alpha=0.3)
-    save(fig, path)
+VERDICTS = (f"Verdicts: {PASS} / {FAIL} when the 95% interval of a check's difference lies on one side of 0, "
+            f"{UNCLEAR} when it holds 0, {NOT_RUN} when this sweep has no job of a setting the claim needs. On the "
+            "paper's own data set each of our means must also lie within the stated band of the paper's number. "
+            "Checks compare means over seeds (Student's t intervals; a setting's jobs are its seeds). The paper's "
+            "numbers are on full MNIST (CIFAR-10 for the conv net) with its unclipped FGSM.")
 
 
 def transfer_by_setting(transfer: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
@@ -106,43 +42,6 @@ def transfer_by_setting(transfer: pd.DataFrame, summary: pd.DataFrame) -> pd.Dat
     frame["source"], frame["target"] = jobs.loc[frame["source"], "setting"].to_numpy(), jobs.loc[frame["target"], "setting"].to_numpy()
     columns = ["error", "agreement_both_wrong", "agreement_source_wrong", "confidence"]
     return frame.groupby(["source", "target", "eps"], as_index=False)[columns].mean()
-
-
-def plot_transfer(table: pd.DataFrame, eps: float, path: Path, value: str = "error") -> None:
-    plt = pyplot()
-    cell = table[table["eps"] == eps].pivot_table(index="source", columns="target", values=value)
-    order = sorted(set(cell.index) | set(cell.columns))   # same setting order on both axes
-    cell = cell.reindex(index=order, columns=order)
-    fig, ax = plt.subplots(figsize=(1.6 + 0.6 * len(order), 1.2 + 0.5 * len(order)))
-    picture = ax.imshow(cell.values, vmin=0, vmax=1, cmap="magma")
-    ax.set_xticks(range(len(order)), order, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(len(order)), order, fontsize=7)
-    for (i, j), number in pd.DataFrame(cell.values).stack().items():
-        ax.text(j, i, f"{100 * number:.0f}", ha="center", va="center", fontsize=6,
-                color="white" if number < 0.6 else "black")
-    ax.set(xlabel="target (predicts)", ylabel="source (crafts)", title=f"transfer {value.replace('_', ' ')} at ε={eps:g}")
-    fig.colorbar(picture, ax=ax, fraction=0.046)
-    save(fig, path)
-
-
-def plot_examples(images: Sequence, titles: Sequence[str], path: Path) -> None:
-    """Rows of images (one row per ε), each a [N, C, H, W] tensor in [0, 1], drawn as one strip per row."""
-    plt = pyplot()
-    rows, cols = len(images), len(images[0])
-    fig, axes = plt.subplots(rows, 1, figsize=(cols * 0.9, rows * 1.0), squeeze=False)
-    for ax, batch, title in zip(axes[:, 0], images, titles):
-        picture = mosaic([image(x) for x in batch[:cols].clamp(0, 1)], cols, fill=1.0)   # white between images
-        ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1)
-        ax.set_title(title, fontsize=7, loc="left")
-        ax.axis("off")
-    save(fig, path)
-
-
-VERDICTS = (f"Verdicts: {PASS} / {FAIL} when the 95% interval of a check's difference lies on one side of 0, "
-            f"{UNCLEAR} when it holds 0, {NOT_RUN} when this sweep has no job of a setting the claim needs. On the "
-            "paper's own data set each of our means must also lie within the stated band of the paper's number. "
-            "Checks compare means over seeds (Student's t intervals; a setting's jobs are its seeds). The paper's "
-            "numbers are on full MNIST (CIFAR-10 for the conv net) with its unclipped FGSM.")
 
 
 def attack_table(summary: pd.DataFrame, evaluations: pd.DataFrame, clip: str, eps: float) -> pd.DataFrame:
@@ -204,7 +103,7 @@ def transfer_section(doc: Document, transfer: pd.DataFrame, summary: pd.DataFram
 
 
 def write_report(sweep_dir: Path, name: str, results: Results, failed: dict[str, str],
-                 examples: dict[str, tuple[list, list[str]]], figures: Sequence[Drawn] = ()) -> Path:
+                 examples: dict[str, tuple[list, list[str]]], figures: Sequence["Drawn"] = ()) -> Path:
     """Plots under plots/, then report.md and report.html in the sweep directory; returns report.html."""
     summary, transfer, evaluations = results.summary, results.transfer, results.evaluations
     plots = sweep_dir / PLOTS

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.plan import Job
+from pipeline.stages.plan import Job
 from pipeline.tracking import api_key_configured
 
 

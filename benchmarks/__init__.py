@@ -1,4 +1,5 @@
 """The performance benchmark (`python -m jobs.benchmark`): our fast paths against their baselines, in one process.
+Outside the library: pipeline/ never imports it.
 
 Every timed comparison runs its two sides interleaved (A, B, A, B, ...) so that a change of machine load hits both;
 each timed sample repeats the operation until it lasts at least `min_seconds`, and the reported figure is the median
@@ -21,9 +22,9 @@ a maxout epoch over 60,000 × 784 tensors and jobs per GPU with fractional packi
 on a logical Ray GPU without one: the tests do that).
 
 Modules, one job each: sizes (constants, QUICK and FULL), timing (interleaved samples, statistics, comparison
-entries), workload (models and batches), passes (hook counters), fgsm, training, transfer, sweeps (Ray and the main
-job), gpu (the GPU extras), report (machine, Markdown table) and cli (arguments, stages, main).
+entries), workload (models and batches), passes (hook counters), fgsm, training, transfer_count, sweeps (Ray and
+the main job), gpu (the GPU extras), table (machine, Markdown table) and command (arguments, stages, main).
 """
-from pipeline.benchmark.cli import main
+from benchmarks.command import main
 
 __all__ = ["main"]

@@ -14,13 +14,13 @@ from typing import Any, Callable, Sequence
 import torch
 
 from pipeline import store
-from pipeline.benchmark.fgsm import bench_fgsm, bench_fgsm_curve
-from pipeline.benchmark.gpu import bench_gpu
-from pipeline.benchmark.report import machine, markdown, skipped
-from pipeline.benchmark.sizes import FULL, QUICK
-from pipeline.benchmark.sweeps import bench_main_job, bench_sweep
-from pipeline.benchmark.training import bench_adversarial_step, bench_lightning_epoch
-from pipeline.benchmark.transfer import bench_transfer
+from benchmarks.fgsm import bench_fgsm, bench_fgsm_curve
+from benchmarks.gpu import bench_gpu
+from benchmarks.table import machine, markdown, skipped
+from benchmarks.sizes import FULL, QUICK
+from benchmarks.sweeps import bench_main_job, bench_sweep
+from benchmarks.training import bench_adversarial_step, bench_lightning_epoch
+from benchmarks.transfer_count import bench_transfer
 from pipeline.errors import ConfigError
 
 STAGES = ("fgsm_curve", "fgsm", "adversarial_step", "lightning_epoch", "transfer", "sweep", "main_job", "gpu")
@@ -65,7 +65,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
         ensure_writable(out.parent if str(out.parent) else Path("."), "--out folder")
         if args.ray_address is not None:
-            from pipeline.schedule import check_reachable
+            from pipeline.cluster import check_reachable
 
             check_reachable(args.ray_address)
     except ConfigError as error:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]   # the repository: conf/ and the jobs the benchmark starts
+ROOT = Path(__file__).resolve().parents[1]   # the repository: conf/ and the jobs the benchmark starts
 INPUT_SHAPE, CLASSES = (1, 28, 28), 10
 EPSILONS = [round(0.03 * k, 2) for k in range(1, 11)]   # 10 values, 0.03 .. 0.30 (none is 0: no free ε for either side)
 ONE_EPS = 0.25

@@ -13,12 +13,12 @@ from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from pipeline.config import compose_job
 from pipeline.errors import ConfigError
 
 # Keys that do not change a job's results, left out of its id (so renaming a sweep or changing the logger
 # does not retrain anything).
 NOT_IN_ID = ("logger", "choices", "job_id")
-GROUPS = ("data", "model", "regularizer", "attack", "optimizer")
 
 
 @dataclass(frozen=True)
@@ -83,22 +83,6 @@ def conditional_overrides(point: Sequence[str], when: Mapping[str, Sequence[str]
 def job_id(config: Mapping[str, Any]) -> str:
     significant = {k: v for k, v in config.items() if k not in NOT_IN_ID}
     return hashlib.sha256(json.dumps(significant, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def compose_job(overrides: Sequence[str], config_name: str = "config") -> DictConfig:
-    """One job's config, composed by Hydra (the caller must be inside a Hydra context)."""
-    from hydra import compose
-    from hydra.errors import HydraException
-
-    try:
-        cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
-    except HydraException as error:
-        raise ConfigError(f"cannot compose a job from {list(overrides)}: {str(error).splitlines()[0]}") from None
-    choices = {g: cfg.hydra.runtime.choices.get(g) for g in GROUPS}
-    with open_dict(cfg):
-        del cfg["hydra"]
-        cfg.choices = choices
-    return cfg
 
 
 def plan(sweep: DictConfig, group: str | None = None) -> list[Job]:

@@ -11,10 +11,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from pipeline.benchmark.passes import count_passes
-from pipeline.benchmark.sizes import ALPHA, ONE_EPS, SGD, Sizes
-from pipeline.benchmark.timing import comparison, interleaved, stats, synchronizer
-from pipeline.benchmark.workload import make_batch, make_model
+from benchmarks.passes import count_passes
+from benchmarks.sizes import ALPHA, ONE_EPS, SGD, Sizes
+from benchmarks.timing import comparison, interleaved, stats, synchronizer
+from benchmarks.workload import make_batch, make_model
 
 
 def training_step(model: torch.nn.Module, regularizer, optimizer: torch.optim.Optimizer, x: torch.Tensor,
@@ -75,7 +75,7 @@ def trainer_kwargs(device: torch.device) -> dict[str, Any]:
     """conf/trainer/default.yaml, for one epoch, without a logger (as a job with logger=none)."""
     from omegaconf import OmegaConf
 
-    from pipeline.cli import CONF_DIR
+    from pipeline.config import CONF_DIR
 
     cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "trainer" / "default.yaml"))
     cfg.pop("_target_")

@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 
-from pipeline.benchmark.sizes import Sizes
-from pipeline.benchmark.sweeps import drive_sweep, subprocess_env
-from pipeline.benchmark.training import bench_lightning_epoch
+from benchmarks.sizes import Sizes
+from benchmarks.sweeps import drive_sweep, subprocess_env
+from benchmarks.training import bench_lightning_epoch
 
 
 def bench_gpu(sizes: Sizes, device: torch.device) -> dict[str, Any]:

@@ -1,18 +1,18 @@
-"""A throwaway two-node Ray cluster on loopback, for tests.
+"""A two-node Ray cluster on one machine, on loopback: try a multi-node sweep on a laptop, and test one.
 
-Both nodes run on this machine as `ray start --block` subprocesses, each in a
-session of its own, so every Ray process of the cluster can be found (by
-session id, even once orphaned) and stopped by PID. `ray stop` is never used:
-it ends every Ray process of the user.
+Both nodes run as `ray start --block` subprocesses, each in a session of its own, so every Ray process of the
+cluster can be found (by session id, even once orphaned) and stopped by PID. `ray stop` is never used: it ends
+every Ray process of the user.
 
-Usage::
+    python -m pipeline.cluster.local --cpus 1          # prints the address; Ctrl-C stops both nodes
+    python -m jobs.sweep cluster=ray cluster.address=127.0.0.1:<port>
 
-    with RayCluster(tmp_path, num_cpus=1) as cluster:
+    with RayCluster(tmp_path, num_cpus=1) as cluster:   # in Python (the tests, the benchmark)
         subprocess.run([sys.executable, "driver.py"], env=cluster.env, check=True)
         os.kill(cluster.worker_raylet_pid(), signal.SIGKILL)
 
-Tasks can be pinned to a node with the custom resources `node_head` and
-`node_worker` (100 units each), e.g. `resources={"node_worker": 1}`.
+Tasks can be pinned to a node with the custom resources `node_head` and `node_worker` (100 units each), e.g.
+`resources={"node_worker": 1}`.
 """
 
 from __future__ import annotations
@@ -29,9 +29,34 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from types import TracebackType
+from typing import IO, TypeVar
 
-from tests.support.lifecycle import Service
+
+T = TypeVar("T", bound="Service")
+
+
+class Service:
+    """A context manager over start() and stop(): a failed start still stops what it had started."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: T) -> T:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
 
 HEAD_RESOURCE = "node_head"
 WORKER_RESOURCE = "node_worker"
@@ -384,3 +409,27 @@ class RayCluster(Service):
         found = {p for p in found if p.pid != os.getpid()}
         self._seen.update(found)
         return sorted(found, key=lambda p: p.pid)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start the two nodes, print how to use them, and stop them on Ctrl-C (or SIGTERM)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pipeline.cluster.local",
+                                     description="A two-node Ray cluster on this machine, on loopback.")
+    parser.add_argument("--cpus", type=int, default=1, help="CPUs per node (default 1)")
+    parser.add_argument("--gpus", type=int, default=0, help="logical GPUs per node (default 0)")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with RayCluster(Path(tempfile.mkdtemp(prefix="harness-ray-")), num_cpus=args.cpus, num_gpus=args.gpus) as cluster:
+        print(f"two Ray nodes at {cluster.address} ({args.cpus} CPUs, {args.gpus} GPUs each); Ctrl-C stops them\n"
+              f"  python -m jobs.sweep cluster=ray cluster.address={cluster.address}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -6,14 +6,14 @@ from typing import Any
 
 import torch
 
-from pipeline.benchmark.passes import PassCounter
-from pipeline.benchmark.sizes import Sizes
-from pipeline.benchmark.workload import make_batch, make_model
+from benchmarks.passes import PassCounter
+from benchmarks.sizes import Sizes
+from benchmarks.workload import make_batch, make_model
 
 
 def bench_transfer(sizes: Sizes, device: torch.device) -> dict[str, Any]:
     """M models, K ε, a test set that fits one batch: transfer_rows should take one input gradient per source."""
-    from pipeline.transfer import transfer_rows
+    from pipeline.stages.transfer import transfer_rows
 
     names = [f"{kind}{i}" for i, kind in zip(range(sizes.transfer_models), ["softmax", "maxout"] * 8)]
     targets = {n: make_model("softmax" if n.startswith("softmax") else "maxout", device, seed=i).eval()

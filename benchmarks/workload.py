@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.benchmark.sizes import CLASSES, INPUT_SHAPE
+from benchmarks.sizes import CLASSES, INPUT_SHAPE
 
 
 def make_model(name: str, device: torch.device, seed: int = 0) -> torch.nn.Module:

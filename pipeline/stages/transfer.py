@@ -1,8 +1,8 @@
 """The transfer matrix: FGSM examples crafted on each source model, predicted by every target model.
 
 For every source and ε the adversarial test set is crafted once, from one input gradient per batch shared by
-all ε, and every target model predicts it. Only models trained on the same data are compared. One Ray task per
-source model.
+all ε, and every target model predicts it. Only models trained on the same data are compared. One task per
+source model (pipeline.cluster.tasks).
 
 Per (source, target, ε) row: the target's error rate, mean confidence and confidence on its mistakes; the
 paper's agreement on the wrong class, over examples both models misclassify (`agreement_both_wrong`) and over
@@ -14,10 +14,16 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+import pandas as pd
 import torch
+from omegaconf import DictConfig
 
 from pipeline import store
 from pipeline.attacks import input_gradient, predict, step
+from pipeline.cluster.tasks import run_tasks
+from pipeline.stages.plan import Job
+from pipeline.stages.sweep_dir import (TRANSFER, TRANSFER_META, cached_table, complete_jobs, job_dir, log_stage,
+                                       stage_settings)
 
 
 def _mean(values: torch.Tensor, mask: torch.Tensor) -> float:
@@ -63,14 +69,9 @@ def transfer_rows(source_id: str, targets: dict[str, torch.nn.Module], x: torch.
 def transfer_from_source(source_id: str, job_dirs: dict[str, str], epsilons: Sequence[float],
                          clip: Sequence[float] | None, craft_with: str, batch_size: int) -> dict[str, Any]:
     """One source model against every target (runs as a Ray task): loads the models and the source's test set."""
-    from omegaconf import OmegaConf
+    from pipeline.data import test_set
 
-    from pipeline.job import instantiate
-
-    cfg = OmegaConf.load(Path(job_dirs[source_id]) / store.CONFIG)
-    data = instantiate(cfg.data, "data", seed=cfg.seed)
-    data.setup()
-    x, y = data.splits["test"]
+    x, y = test_set(store.read_config(Path(job_dirs[source_id])))
     targets = {job: store.load_model(directory) for job, directory in job_dirs.items()}
     rows, gradients = transfer_rows(source_id, targets, x, y, epsilons, tuple(clip) if clip else None,
                                     craft_with, batch_size)
@@ -79,22 +80,40 @@ def transfer_from_source(source_id: str, job_dirs: dict[str, str], epsilons: Seq
 
 def data_key(job_dir: Path) -> str:
     """Jobs are comparable when they were trained and tested on the same data."""
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.load(Path(job_dir) / store.CONFIG)
-    return json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True)
+    return json.dumps(store.read_config(Path(job_dir))["data"], sort_keys=True)
 
 
 def run_transfer(job_dirs: dict[str, Path], epsilons: Sequence[float], clip: Sequence[float] | None = (0.0, 1.0),
-                 craft_with: str = "true", batch_size: int = 1000, cpus: float = 1) -> tuple[list[dict], int]:
-    """All transfer rows of a sweep's complete jobs (as Ray tasks) and the total input gradients taken."""
-    import ray
-
+                 craft_with: str = "true", batch_size: int = 1000, cpus: float = 1, gpus: float = 0,
+                 retries: int = 2) -> tuple[list[dict], int]:
+    """All transfer rows of a sweep's complete jobs and the total input gradients taken."""
     groups: dict[str, dict[str, str]] = {}
     for job, directory in job_dirs.items():
         groups.setdefault(data_key(directory), {})[job] = str(directory)
-    task = ray.remote(max_calls=0)(transfer_from_source).options(num_cpus=cpus, max_retries=2, name="transfer")
-    refs = [task.remote(source, group, list(epsilons), list(clip) if clip else None, craft_with, batch_size)
-            for group in groups.values() for source in group]
-    results = ray.get(refs)
+    calls = {source: (source, group, list(epsilons), list(clip) if clip else None, craft_with, batch_size)
+             for group in groups.values() for source in group}
+    outcome = run_tasks("transfer", transfer_from_source, calls, cpus, gpus, retries)
+    if outcome.failed:
+        raise RuntimeError("transfer failed for " + "; ".join(f"{k}: {v}" for k, v in outcome.failed.items()))
+    results = [outcome.results[source] for source in calls]
     return [row for r in results for row in r["rows"]], sum(r["gradients"] for r in results)
+
+
+def transfer_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: bool = False) -> pd.DataFrame:
+    """The transfer table over the complete jobs; reused when it already covers exactly these jobs. Its W&B run
+    holds the table."""
+    complete = sorted(complete_jobs(sweep_dir, jobs))
+    if not complete:
+        return pd.DataFrame()
+    by_id = {job.id: job for job in jobs}
+    section = cfg.transfer
+
+    def compute() -> tuple[pd.DataFrame, dict[str, Any]]:
+        rows, gradients = run_transfer({j: job_dir(sweep_dir, by_id[j]) for j in complete}, section.epsilons,
+                                       section.clip, section.craft_with, section.batch_size,
+                                       gpus=section.get("gpu", 0), retries=cfg.retries)
+        return pd.DataFrame(rows), {"input_gradients": gradients}
+
+    table = cached_table(sweep_dir, TRANSFER, TRANSFER_META, stage_settings(complete, section), force, compute)
+    log_stage(sweep_dir, jobs, "transfer", {"transfer": table})
+    return table

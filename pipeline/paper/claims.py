@@ -1,9 +1,10 @@
 """The paper's claims (Goodfellow, Shlens & Szegedy 2015; numbers checked against its LaTeX source), each with
-the numbers it rests on and the checks computed from ours; how they are judged is pipeline.verdicts.
+the numbers it rests on and the checks computed from ours; how they are judged is pipeline.paper.verdicts.
 """
 from __future__ import annotations
 
-from pipeline.verdicts import Attacked, Check, Claim, Evaluated, Number, Setting, Transferred
+from pipeline.paper.results import Setting
+from pipeline.paper.verdicts import Attacked, Check, Claim, Evaluated, Number, Transferred
 
 # The paper's settings (each option of conf/paper/ trains one of them).
 MAXOUT_240 = (("model.units", 240), ("model.pieces", 5))

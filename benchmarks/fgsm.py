@@ -6,11 +6,11 @@ from typing import Any, Callable
 
 import torch
 
-from pipeline.benchmark.passes import count_passes
-from pipeline.benchmark.report import skipped
-from pipeline.benchmark.sizes import EPSILONS, ONE_EPS, Sizes
-from pipeline.benchmark.timing import comparison, interleaved, synchronizer
-from pipeline.benchmark.workload import make_batch, make_model
+from benchmarks.passes import count_passes
+from benchmarks.table import skipped
+from benchmarks.sizes import EPSILONS, ONE_EPS, Sizes
+from benchmarks.timing import comparison, interleaved, synchronizer
+from benchmarks.workload import make_batch, make_model
 
 Sides = tuple[Callable[[], Any], Callable[[], Any], dict[str, Any]]   # ours, theirs, extra fields of the entry
 

@@ -10,46 +10,37 @@ Rows of evaluations.csv: job_id, evaluation, clip, eps, error, confidence, confi
                     the model gives more than 0.5 probability on some class, confidence their mean confidence
     one_member      ensembles only: FGSM crafted on the first member and scored on the ensemble, with the job's
                     own attack clipping (compare it with the job's own FGSM error)
-Every error is scored against the true labels. One Ray task per job when Ray is up (on a GPU when the task has
-one), else in this process.
+Every error is scored against the true labels. One task per job (pipeline.cluster.tasks; on a GPU when the
+task has one).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import pandas as pd
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from pipeline import store
-from pipeline.attacks import Clip, predict
+from pipeline.attacks import Clip, as_clip, predict
+from pipeline.cluster.tasks import run_tasks
+from pipeline.config import instantiate
+from pipeline.data import test_set
+from pipeline.stages.plan import Job
+from pipeline.stages.sweep_dir import (EVALUATIONS, EVALUATIONS_META, cached_table, complete_jobs, job_dir,
+                                       log_stage, stage_settings)
 
 COLUMNS = ["job_id", "evaluation", "clip", "eps", "error", "confidence", "confidence_wrong", "clean_error"]
-
-
-def test_set(config: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The test split a job was evaluated on (on the CPU)."""
-    from pipeline.job import instantiate
-
-    cfg = OmegaConf.create(dict(config))
-    data = instantiate(cfg.data, "data", seed=cfg.seed)
-    data.setup()
-    return data.splits["test"]
 
 
 def clip_name(clip: Sequence[float] | None) -> str:
     return "none" if clip is None else f"{clip[0]:g}-{clip[1]:g}"
 
 
-def as_clip(clip: Sequence[float] | None) -> Clip:
-    return None if clip is None else (float(clip[0]), float(clip[1]))
-
-
 def attack_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Any],
                 clips: Sequence[Sequence[float] | None], epsilons: Sequence[float], batch_size: int) -> list[dict]:
     """Each attack (a conf/attack-style config) at every ε, once per clipping."""
-    from pipeline.job import instantiate
-
     rows = []
     for name, attack_config in attacks.items():
         for clip in clips:
@@ -77,7 +68,7 @@ def rubbish_row(model: torch.nn.Module, input_shape: Sequence[int], count: int, 
 def one_member_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epsilons: Sequence[float],
                     clip: Clip, batch_size: int) -> list[dict]:
     """FGSM crafted on an ensemble's first member and scored on the whole ensemble (the paper: 87.9%)."""
-    from pipeline.transfer import transfer_rows
+    from pipeline.stages.transfer import transfer_rows
 
     rows, _ = transfer_rows("member", {"member": model.members[0], "ensemble": model}, x, y, epsilons, clip,
                             batch_size=batch_size)
@@ -90,7 +81,7 @@ def evaluate_job(job_id: str, job_dir: str, settings: Mapping[str, Any]) -> list
     """Every evaluation of one job (the body of one Ray task)."""
     from pipeline.job import clean_scores
 
-    config = OmegaConf.to_container(OmegaConf.load(Path(job_dir) / store.CONFIG), resolve=True)
+    config = store.read_config(Path(job_dir))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = store.load_model(job_dir, device)
     x, y = (t.to(device) for t in test_set(config))
@@ -105,18 +96,28 @@ def evaluate_job(job_id: str, job_dir: str, settings: Mapping[str, Any]) -> list
     return [{"job_id": job_id, **row, "clean_error": clean_error} for row in rows]
 
 
-def run_evaluations(job_dirs: Mapping[str, Path], settings: Mapping[str, Any], cpus: float = 1) -> list[dict]:
-    """Every job's evaluations: one Ray task per job when Ray is up, else one job after another here."""
-    import ray
-
-    if not ray.is_initialized():
-        return [row for job, directory in job_dirs.items() for row in evaluate_job(job, str(directory), settings)]
-    task = ray.remote(max_calls=0)(evaluate_job).options(num_cpus=cpus, num_gpus=settings.get("gpu", 0),
-                                                         max_retries=2, name="evaluate")
-    refs = [task.remote(job, str(directory), dict(settings)) for job, directory in job_dirs.items()]
-    return [row for rows in ray.get(refs) for row in rows]
+def run_evaluations(job_dirs: Mapping[str, Path], settings: Mapping[str, Any], cpus: float = 1,
+                    retries: int = 2) -> list[dict]:
+    """Every job's evaluations, one task per job."""
+    calls = {job: (job, str(directory), dict(settings)) for job, directory in job_dirs.items()}
+    outcome = run_tasks("evaluation", evaluate_job, calls, cpus, settings.get("gpu", 0), retries)
+    if outcome.failed:
+        raise RuntimeError("evaluation failed for " + "; ".join(f"{k}: {v}" for k, v in outcome.failed.items()))
+    return [row for job in calls for row in outcome.results[job]]
 
 
-def leaks_labels(rows: Any) -> Any:
-    """Adversarial accuracy above clean accuracy: the attack helps the model, a sign of label leaking."""
-    return rows["error"] < rows["clean_error"] - 1e-9
+def evaluation_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: bool = False) -> pd.DataFrame:
+    """evaluations.csv over the complete jobs; reused when it covers exactly these jobs. Its W&B run holds it."""
+    complete = sorted(complete_jobs(sweep_dir, jobs))
+    if not complete:
+        return pd.DataFrame(columns=COLUMNS)
+    by_id = {job.id: job for job in jobs}
+    settings = stage_settings(complete, cfg.evaluation)
+
+    def compute() -> tuple[pd.DataFrame, dict[str, Any]]:
+        rows = run_evaluations({j: job_dir(sweep_dir, by_id[j]) for j in complete}, settings, retries=cfg.retries)
+        return pd.DataFrame(rows, columns=COLUMNS), {}
+
+    table = cached_table(sweep_dir, EVALUATIONS, EVALUATIONS_META, settings, force, compute)
+    log_stage(sweep_dir, jobs, "evaluation", {"evaluations": table})
+    return table

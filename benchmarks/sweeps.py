@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pipeline import store
-from pipeline.benchmark.sizes import MAIN_JOB_LIMIT_S, ROOT, Sizes
-from pipeline.benchmark.timing import judge
+from benchmarks.sizes import MAIN_JOB_LIMIT_S, ROOT, Sizes
+from benchmarks.timing import judge
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
@@ -30,8 +30,8 @@ def plan_jobs(experiment: str, count: int, name: str, grid: dict[str, str] | Non
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf, open_dict
 
-    from pipeline.cli import CONF_DIR
-    from pipeline.plan import grid_overrides, plan
+    from pipeline.config import CONF_DIR
+    from pipeline.stages.plan import grid_overrides, plan
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("sweep", overrides=[f"experiment={experiment}"])
@@ -47,7 +47,9 @@ def plan_jobs(experiment: str, count: int, name: str, grid: dict[str, str] | Non
 
 def sweep_driver(spec_path: str) -> None:
     """Run in a subprocess: join (or start) Ray, train the planned jobs with run_jobs, write what was measured."""
-    from pipeline.schedule import connect, job_dir, run_jobs
+    from pipeline.cluster import connect
+    from pipeline.stages.sweep_dir import job_dir
+    from pipeline.stages.train import run_jobs
 
     spec = store.read_json(Path(spec_path))
     connect(spec["address"], spec.get("num_cpus"), spec.get("num_gpus"))
@@ -84,7 +86,7 @@ def drive_sweep(spec: dict[str, Any], env: dict[str, str], timeout: float) -> di
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         spec = {**spec, "dir": str(Path(tmp) / "sweep"), "out": str(Path(tmp) / "result.json")}
         store.write_json(Path(tmp) / "spec.json", spec)
-        code = "import sys; from pipeline.benchmark.sweeps import sweep_driver; sweep_driver(sys.argv[1])"
+        code = "import sys; from benchmarks.sweeps import sweep_driver; sweep_driver(sys.argv[1])"
         result = subprocess.run([sys.executable, "-c", code, str(Path(tmp) / "spec.json")], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0 or not Path(spec["out"]).exists():
@@ -103,7 +105,7 @@ def bench_sweep(sizes: Sizes, address: str | None, judged: bool) -> dict[str, An
     env = subprocess_env(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         if address is None:
-            from tests.support.ray_cluster import RayCluster
+            from pipeline.cluster.local import RayCluster
 
             started = time.perf_counter()
             context = RayCluster(Path(tmp), num_cpus=1)

@@ -1,0 +1,159 @@
+"""What every L∞ attack shares: eval mode without parameter gradients, the input gradient of the model's own cost,
+the step x + ε·direction, scoring, the ε curve, and the `Attack` protocol the evaluation configs build.
+
+An attack is a plain function on a model that maps [0, 1] images to logits. It runs the model in eval mode,
+restores its mode afterwards and leaves no gradients on its parameters. The attacked cost J is the model's own
+training cost (`model.cost`, cross-entropy for models that do not define one).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.errors import ConfigError
+
+Clip = tuple[float, float] | None
+CRAFT_WITH = ("true", "predicted")
+
+
+@contextmanager
+def attack_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode and frozen parameters for the duration of an attack; both restored on exit."""
+    was_training = model.training
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    model.eval()
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def cost(model: nn.Module, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The model's own cost J, summed over the batch so each example's gradient is independent of batch size."""
+    per_batch = model.cost(logits, y) if hasattr(model, "cost") else F.cross_entropy(logits, y)
+    return per_batch * len(y)
+
+
+def probabilities(model: nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    return model.probabilities(logits) if hasattr(model, "probabilities") else logits.softmax(dim=-1)
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """∇ₓJ(θ, x, y) and the clean logits; y=None uses the model's own predictions (no label leaking)."""
+    with attack_mode(model), torch.enable_grad():
+        x = x.detach().requires_grad_(True)   # a new leaf sharing x's storage: no copy
+        logits = model(x)
+        labels = logits.argmax(dim=1) if y is None else y
+        (grad,) = torch.autograd.grad(cost(model, logits, labels), x)
+    return grad, logits.detach()
+
+
+def check_eps(eps: float, name: str = "eps") -> float:
+    """An L∞ radius in pixel units: pixels lie in [0, 1], so a radius above 1 is outside the data's range."""
+    if not 0 <= eps <= 1:
+        raise ConfigError(f"{name}={eps} must lie in [0, 1] (an L∞ radius in pixel units; pixels lie in [0, 1])")
+    return float(eps)
+
+
+def check_epsilons(epsilons: Sequence[float]) -> list[float]:
+    epsilons = [check_eps(e, "epsilon") for e in epsilons]
+    if not epsilons:
+        raise ConfigError("epsilons is empty; give at least one ε ≥ 0")
+    return epsilons
+
+
+def step(x: torch.Tensor, direction: torch.Tensor, eps: float, clip: Clip) -> torch.Tensor:
+    """x + ε·direction, clipped to the input range when `clip` is given (one new tensor, no temporaries)."""
+    adv = torch.add(x, direction, alpha=eps)
+    return adv.clamp_(*clip) if clip is not None else adv
+
+
+def scores(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Confidence and predicted class, in whatever mode the model is in."""
+    return probabilities(model, model(x)).max(dim=-1)
+
+
+def predict(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Confidence and predicted class, without gradients, in eval mode."""
+    with attack_mode(model), torch.no_grad():
+        return scores(model, x)
+
+
+@dataclass
+class Curve:
+    """Predictions under an attack for K values of ε on N examples, scored against `labels`."""
+
+    epsilons: list[float]
+    predictions: torch.Tensor   # [K, N] predicted class
+    confidences: torch.Tensor   # [K, N] probability of the predicted class
+    labels: torch.Tensor        # [N]
+
+    @property
+    def wrong(self) -> torch.Tensor:
+        return self.predictions != self.labels
+
+    @property
+    def error(self) -> torch.Tensor:
+        return self.wrong.float().mean(dim=1)
+
+    @property
+    def confidence(self) -> torch.Tensor:
+        return self.confidences.mean(dim=1)
+
+    @property
+    def confidence_wrong(self) -> torch.Tensor:
+        """Mean confidence on misclassified examples (NaN where there are none)."""
+        wrong = self.wrong.float()
+        return (self.confidences * wrong).sum(dim=1) / wrong.sum(dim=1)
+
+    def rows(self) -> list[dict[str, float]]:
+        return [{"eps": e, "error": float(err), "confidence": float(c), "confidence_wrong": float(cw)}
+                for e, err, c, cw in zip(self.epsilons, self.error, self.confidence, self.confidence_wrong)]
+
+
+def as_clip(clip: Sequence[float] | None) -> Clip:
+    return None if clip is None else (float(clip[0]), float(clip[1]))
+
+
+class Attack:
+    """An evaluation attack (`attack=<option>`, `evaluation.attacks`): `perturb` crafts a batch at one ε; `curve`
+    scores the attack at every ε against the true labels. Crafting uses the true labels (`craft_with="true"`)
+    or the model's own predictions ("predicted", no label leaking)."""
+
+    name = "attack"
+
+    def __init__(self, clip: Sequence[float] | None = (0.0, 1.0), craft_with: str = "true") -> None:
+        if craft_with not in CRAFT_WITH:
+            raise ConfigError(f"craft_with={craft_with!r}; use 'true' or 'predicted'")
+        self.clip, self.craft_with = as_clip(clip), craft_with
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float) -> torch.Tensor:
+        """Adversarial versions of the batch x at radius ε, crafted with labels y (None: the predictions)."""
+        raise NotImplementedError
+
+    def craft_labels(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        return y if self.craft_with == "true" else None
+
+    def curve(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilons: Sequence[float],
+              batch_size: int | None = None) -> Curve:
+        epsilons = check_epsilons(epsilons)
+        size = batch_size or len(x)
+        predictions, confidences = [], []
+        for start in range(0, len(x), size):
+            xb, yb = x[start: start + size].detach(), y[start: start + size]
+            advs = [xb if e == 0 else self.perturb(model, xb, self.craft_labels(yb), e) for e in epsilons]
+            confidence, predicted = zip(*(predict(model, adv) for adv in advs))
+            predictions.append(torch.stack(predicted))
+            confidences.append(torch.stack(confidence))
+        return Curve(epsilons, torch.cat(predictions, dim=1), torch.cat(confidences, dim=1), y)

@@ -1,0 +1,144 @@
+"""One way to run a stage's tasks, for every stage (train, transfer, evaluation): Ray tasks wherever there is
+room when Ray is up, else one after another in this process; the same retries, GPU option and progress lines.
+
+Ray workers are reused across tasks (`max_calls=0`: imports are paid once per worker, also for GPU tasks); a lost
+worker or node is retried `retries` times; an exception raised by the task itself is final (it would repeat).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence, TextIO
+
+
+class Progress:
+    """One status line per event on stderr, `[stage] done/total, running, failed, queued, ETA`: printed when the
+    counts change (or every `heartbeat` seconds), so a log file gets a line per event, not one per poll."""
+
+    def __init__(self, stage: str, total: int, done: int = 0, stream: TextIO | None = None,
+                 heartbeat: float = 60.0) -> None:
+        self.stage, self.total, self.first_done, self.heartbeat = stage, total, done, heartbeat
+        self.stream = stream or sys.stderr
+        self.started = self.printed_at = time.monotonic()
+        self.last: tuple[int, int, int] | None = None
+
+    def show(self, done: int, running: int, failed: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if (done, running, failed) == self.last and now - self.printed_at < self.heartbeat and not final:
+            return
+        queued = self.total - done - running - failed
+        finished_here = done - self.first_done
+        left = self.total - done - failed
+        eta = f"ETA {(now - self.started) / finished_here * left:.0f}s" if finished_here else "ETA ?"
+        print(f"[{self.stage}] {done}/{self.total} done, {running} running, {failed} failed, {queued} queued, {eta}",
+              file=self.stream, flush=True)
+        self.last, self.printed_at = (done, running, failed), now
+
+
+@dataclass
+class Outcome:
+    results: dict[str, Any] = field(default_factory=dict)   # key -> what the task returned
+    failed: dict[str, str] = field(default_factory=dict)    # key -> one-line reason
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[-1] if text else ''}"
+
+
+def run_tasks(stage: str, function: Callable[..., Any], calls: Mapping[str, Sequence[Any]], cpus: float = 1,
+              gpus: float = 0, retries: int = 2, already_done: int = 0,
+              on_result: Callable[[str, Any], None] | None = None,
+              reason: Callable[[str, BaseException], str] = lambda key, error: first_line(error),
+              poll_seconds: float = 2.0) -> Outcome:
+    """function(*args) for every key → args of `calls`. `on_result(key, result)` runs on the driver as each task
+    finishes (to write its part of a table at once); `reason` turns a task's exception into its failure line;
+    `already_done` counts work skipped before (reused results) in the progress lines."""
+    import ray
+
+    outcome = Outcome()
+    progress = Progress(stage, len(calls) + already_done, already_done)
+
+    def finished(key: str, result: Any) -> None:
+        outcome.results[key] = result
+        if on_result is not None:
+            on_result(key, result)
+
+    if not calls:
+        return outcome
+    if not ray.is_initialized():
+        for key, args in calls.items():
+            progress.show(already_done + len(outcome.results), 1, len(outcome.failed))
+            try:
+                finished(key, function(*args))
+            except Exception as error:  # noqa: BLE001 - a failed task is reported, the stage goes on
+                outcome.failed[key] = reason(key, error)
+        progress.show(already_done + len(outcome.results), 0, len(outcome.failed), final=True)
+        return outcome
+
+    from pipeline.cluster import check_fits
+
+    check_fits(cpus, gpus)
+    board = _progress_board()
+    task = ray.remote(max_calls=0)(_announced).options(num_cpus=cpus, num_gpus=gpus, max_retries=retries,
+                                                        retry_exceptions=False, name=stage)
+    pending = {task.remote(board, key, function, *args): key for key, args in calls.items()}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_seconds)
+        for ref in ready:
+            key = pending.pop(ref)
+            try:
+                finished(key, ray.get(ref))
+            except Exception as error:  # noqa: BLE001 - a failed task is reported, the stage goes on
+                outcome.failed[key] = reason(key, error)
+        running = _running(board)
+        running = len(pending) if running is None else min(running, len(pending))
+        progress.show(already_done + len(outcome.results), running, len(outcome.failed))
+    progress.show(already_done + len(outcome.results), 0, len(outcome.failed), final=True)
+    ray.kill(board)
+    return outcome
+
+
+def _announced(board, key: str, function: Callable[..., Any], *args: Any) -> Any:
+    """The body of every Ray task: tell the board it runs (running vs queued in the progress line), then work."""
+    board.started.remote(key)
+    try:
+        return function(*args)
+    finally:
+        board.finished.remote(key)
+
+
+def _progress_board():
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0)
+    class ProgressBoard:
+        """Where tasks say that they started, so the driver can tell running tasks from queued ones."""
+
+        def __init__(self) -> None:
+            self.running: set[str] = set()
+
+        def started(self, key: str) -> None:
+            self.running.add(key)
+
+        def finished(self, key: str) -> None:
+            self.running.discard(key)
+
+        def count(self) -> int:
+            return len(self.running)
+
+    # On the driver's node: a board on a lost worker node would take the progress display down with it.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    return ProgressBoard.options(scheduling_strategy=here).remote()
+
+
+def _running(board) -> int | None:
+    """How many tasks say they are running; None if the board is gone (progress shows fewer details then)."""
+    import ray
+
+    try:
+        return ray.get(board.count.remote(), timeout=10)
+    except Exception:  # noqa: BLE001 - progress display only
+        return None

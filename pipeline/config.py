@@ -1,0 +1,72 @@
+"""Configs: where conf/ lives, its groups and their options, the group choices a job records, and `instantiate`.
+
+Every command, the planner and the tests compose jobs from the same place with the same helpers.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from omegaconf import DictConfig, open_dict
+
+from pipeline.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+GROUPS = ("data", "model", "regularizer", "attack", "optimizer")   # the choices a job records (its "setting")
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group: one per YAML file in conf/<group>."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def is_group(name: str) -> bool:
+    return (CONF_DIR / name).is_dir()
+
+
+def choices(runtime_choices: Mapping[str, Any]) -> dict[str, Any]:
+    """The group options a job was composed from (Hydra's `hydra.runtime.choices`), for GROUPS."""
+    return {group: runtime_choices.get(group) for group in GROUPS}
+
+
+def instantiate(node: DictConfig | Mapping[str, Any], name: str, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate that surfaces our ConfigError (the one-line message) instead of Hydra's wrapper."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as hydra_instantiate
+
+    try:
+        return hydra_instantiate(node, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise ConfigError(f"cannot build {name}: {str(error).splitlines()[0]}") from error
+
+
+@contextmanager
+def hydra_context() -> Iterator[None]:
+    """Hydra's compose API over conf/ (for planners and tests; Hydra apps have their own context)."""
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        yield
+
+
+def compose_job(overrides: Sequence[str], config_name: str = "config") -> DictConfig:
+    """One job's config as `python -m jobs.train <overrides>` composes it, `choices` filled in; the caller is
+    inside a Hydra context (`hydra_context()`)."""
+    from hydra import compose
+    from hydra.errors import HydraException
+
+    try:
+        cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    except HydraException as error:
+        raise ConfigError(f"cannot compose a job from {list(overrides)}: {str(error).splitlines()[0]}") from None
+    chosen = choices(cfg.hydra.runtime.choices)
+    with open_dict(cfg):
+        del cfg["hydra"]
+        cfg.choices = chosen
+    return cfg

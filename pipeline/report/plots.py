@@ -1,0 +1,99 @@
+"""The report's plots: matplotlib without a display, images tiled into one picture, error and confidence curves
+over ε, transfer heatmaps and strips of adversarial examples."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.stats import estimate
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+
+
+def image(tensor: torch.Tensor) -> np.ndarray:
+    """[C, H, W] -> [H, W] (one channel) or [H, W, C], as numpy."""
+    array = tensor.detach().cpu().double()
+    return (array[0] if array.shape[0] == 1 else array.permute(1, 2, 0)).numpy()
+
+
+def mosaic(images: Sequence[np.ndarray], columns: int, fill: float) -> np.ndarray:
+    """Images [H, W] or [H, W, C] tiled `columns` to a row, `fill` pixels between them: one imshow for all of them
+    (an axes per image costs matplotlib about 20 ms each)."""
+    h, w, *channels = images[0].shape
+    rows = math.ceil(len(images) / columns)
+    tiled = np.full((rows * (h + 1) - 1, columns * (w + 1) - 1, *channels), fill, dtype=np.float64)
+    for i, picture in enumerate(images):
+        r, c = divmod(i, columns)
+        tiled[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = picture
+    return tiled
+
+
+def aggregate(summary: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Mean and 95% interval half-width (Student's t; 0 with one seed) per setting and ε."""
+    rows = []
+    for (setting, eps), values in summary.groupby(["setting", "eps"])[column]:
+        found = estimate(values)
+        if found is not None:
+            rows.append({"setting": setting, "eps": eps, "mean": found.mean,
+                         "half_width": 0.0 if math.isnan(found.half) else found.half})
+    return pd.DataFrame(rows, columns=["setting", "eps", "mean", "half_width"])
+
+
+def plot_curves(summary: pd.DataFrame, column: str, path: Path, ylabel: str) -> None:
+    plt = pyplot()
+    stats = aggregate(summary, column)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, rows in stats.groupby("setting"):
+        ax.errorbar(rows["eps"], rows["mean"], yerr=rows["half_width"], marker="o", capsize=3, label=name)
+    ax.set(xlabel="ε", ylabel=ylabel, ylim=(0, 1.02))
+    ax.legend(fontsize=6)
+    ax.grid(alpha=0.3)
+    save(fig, path)
+
+
+def plot_transfer(table: pd.DataFrame, eps: float, path: Path, value: str = "error") -> None:
+    plt = pyplot()
+    cell = table[table["eps"] == eps].pivot_table(index="source", columns="target", values=value)
+    order = sorted(set(cell.index) | set(cell.columns))   # same setting order on both axes
+    cell = cell.reindex(index=order, columns=order)
+    fig, ax = plt.subplots(figsize=(1.6 + 0.6 * len(order), 1.2 + 0.5 * len(order)))
+    picture = ax.imshow(cell.values, vmin=0, vmax=1, cmap="magma")
+    ax.set_xticks(range(len(order)), order, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(order)), order, fontsize=7)
+    for (i, j), number in pd.DataFrame(cell.values).stack().items():
+        ax.text(j, i, f"{100 * number:.0f}", ha="center", va="center", fontsize=6,
+                color="white" if number < 0.6 else "black")
+    ax.set(xlabel="target (predicts)", ylabel="source (crafts)", title=f"transfer {value.replace('_', ' ')} at ε={eps:g}")
+    fig.colorbar(picture, ax=ax, fraction=0.046)
+    save(fig, path)
+
+
+def plot_examples(images: Sequence, titles: Sequence[str], path: Path) -> None:
+    """Rows of images (one row per ε), each a [N, C, H, W] tensor in [0, 1], drawn as one strip per row."""
+    plt = pyplot()
+    rows, cols = len(images), len(images[0])
+    fig, axes = plt.subplots(rows, 1, figsize=(cols * 0.9, rows * 1.0), squeeze=False)
+    for ax, batch, title in zip(axes[:, 0], images, titles):
+        picture = mosaic([image(x) for x in batch[:cols].clamp(0, 1)], cols, fill=1.0)   # white between images
+        ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1)
+        ax.set_title(title, fontsize=7, loc="left")
+        ax.axis("off")
+    save(fig, path)

@@ -1,0 +1,90 @@
+"""The report stage: summary.csv (one row per job × ε), the paper's claims and figures, adversarial examples, and
+report.md / report.html (pipeline.report), from the complete jobs and the earlier stages' tables."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+from omegaconf import DictConfig
+
+from pipeline import store
+from pipeline.stages.plan import Job
+from pipeline.stages.sweep_dir import (EVALUATIONS, SUMMARY, complete_jobs, failed_jobs, job_dir, log_stage,
+                                       read_table)
+
+
+def summary_frame(jobs: list[Job], metrics: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for job in jobs:
+        m = metrics.get(job.id)
+        if m is None:
+            continue
+        choices = job.config.get("choices", {})
+        for point in m["curve"]:
+            rows.append({"job_id": job.id, "label": job.label, "setting": job.setting, "model": choices.get("model"),
+                         "regularizer": choices.get("regularizer"), "data": choices.get("data"),
+                         "seed": job.config.get("seed"), **point, "clean_error": m["clean_error"],
+                         "clean_confidence": m["clean_confidence"], "train_error": m["train_error"],
+                         "node": m.get("ray_node_id", m.get("node"))})
+    return pd.DataFrame(rows)
+
+
+def first_of_each_setting(jobs: list[Job], complete: Any) -> list[Job]:
+    """One complete job per setting (the first in plan order, i.e. the lowest seed)."""
+    chosen: dict[str, Job] = {}
+    for job in jobs:
+        if job.id in complete:
+            chosen.setdefault(job.setting, job)
+    return list(chosen.values())
+
+
+def example_images(sweep_dir: Path, jobs: list[Job], count: int,
+                   epsilons: list[float]) -> dict[str, tuple[list, list[str]]]:
+    """The first `count` test digits and their FGSM versions (each job's own attack clipping), for `jobs`."""
+    from pipeline.attacks import as_clip, fgsm
+    from pipeline.data import test_set
+
+    examples = {}
+    for job in jobs if count > 0 else []:
+        x, y = (t[:count] for t in test_set(job.config))
+        model = store.load_model(job_dir(sweep_dir, job))
+        clip = as_clip(job.config["attack"].get("clip"))
+        images = [fgsm(model, x, y, eps, clip) if eps > 0 else x for eps in epsilons]
+        examples[job.id] = (images, [f"ε={eps:g}" for eps in epsilons])
+    return examples
+
+
+def report_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], transfer: pd.DataFrame) -> Path:
+    """summary.csv, the paper's figures and the report; its W&B run holds the summary and the plots."""
+    from pipeline.paper.figures import draw_figures
+    from pipeline.paper.results import Results
+    from pipeline.report import PLOTS, write_report
+
+    metrics = complete_jobs(sweep_dir, jobs)
+    summary = summary_frame(jobs, metrics)
+    store.atomic_write(sweep_dir / SUMMARY, lambda tmp: summary.to_csv(tmp, index=False))
+    complete = [job for job in jobs if job.id in metrics]
+    results = Results.of({job.id: job.config for job in complete}, summary, transfer,
+                         read_table(sweep_dir / EVALUATIONS))
+    (sweep_dir / PLOTS).mkdir(parents=True, exist_ok=True)
+    report_cfg = cfg.report
+    figures = draw_figures(results, {job.id: job_dir(sweep_dir, job) for job in complete}, sweep_dir / PLOTS,
+                           report_cfg.get("logit_range", 1.0), report_cfg.get("filters", 24))
+    examples = example_images(sweep_dir, first_of_each_setting(jobs, metrics), report_cfg.images,
+                              list(cfg.transfer.epsilons))
+    report = write_report(sweep_dir, cfg.sweep.name, results, failed_jobs(sweep_dir, jobs), examples, figures)
+    log_stage(sweep_dir, jobs, "summary", {"summary": summary}, sorted((sweep_dir / PLOTS).glob("*.png")))
+    return report
+
+
+def print_summary(summary_csv: Path, report: Path, stream: TextIO = sys.stdout) -> None:
+    summary = read_table(summary_csv)
+    if summary.empty:
+        print(f"no complete jobs; report: {report}", file=stream)
+        return
+    table = summary.pivot_table(index="setting", columns="eps", values="error")
+    print("FGSM test error by ε (mean over seeds):", file=stream)
+    print((table * 100).round(1).to_string(), file=stream)
+    print(f"report: {report}", file=stream)
