@@ -98,6 +98,7 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
     job_dir = Path(job_dir)
     job_id = cfg.get("job_id") or job_dir.name
     store.write_config(job_dir, cfg)
+    attempt = store.start_attempt(job_dir)
     tracker = None
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -109,7 +110,9 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
         module = AdversarialModule(model, regularizer, instantiate(cfg.optimizer, "optimizer"),
                                    instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None, val_attack)
         tracker = instantiate(cfg.logger, "logger")
-        logger = tracker.start(job_dir, run_name or job_id, job_id, OmegaConf.to_container(cfg, resolve=True))
+        # Each attempt is its own W&B run: a retried, resumed or forced job never writes twice under one run id.
+        logger = tracker.start(job_dir, run_name or job_id, f"{job_id}-{attempt}",
+                               OmegaConf.to_container(cfg, resolve=True))
         # One job is one process: never let Lightning read SLURM's or torchrun's world size.
         # inference_mode=False: validation runs under no_grad instead, which FGSM's enable_grad can lift.
         trainer = instantiate(cfg.trainer, "trainer", logger=logger or False, default_root_dir=str(job_dir),
@@ -133,7 +136,7 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
             "curve": curve.rows(), "epochs": trainer.current_epoch, "train_seconds": train_seconds,
             "early_stopping": callbacks[-1].summary() if callbacks else None,
             "node": socket.gethostname(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "device": str(device), "checkpoint": checkpoint, "versions": versions(), **(extra or {}),
+            "device": str(device), "checkpoint": checkpoint, "versions": versions(), "attempt": attempt, **(extra or {}),
         }
         tracker.log_results(curve.rows(), {k: metrics[k] for k in ("clean_error", "train_error", "val_error")},
                             job_dir / store.CHECKPOINT)

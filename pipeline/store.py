@@ -4,6 +4,7 @@
     <job_dir>/model.pt       checkpoint: model weights + how to rebuild the model (loads with weights_only=True)
     <job_dir>/metrics.json   written last; its presence, schema and the checkpoint's hash mark the job complete
     <job_dir>/failure.json   written instead of metrics.json when the job failed (reason, traceback tail)
+    <job_dir>/attempts.jsonl one line per attempt to run the job: number, start time, host, pid (appended)
 
 metrics.json schema (version 1):
     job_id, seed, status="complete", clean_error, clean_confidence, train_error, val_error,
@@ -24,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 SCHEMA = 1
 CONFIG, CHECKPOINT, METRICS, FAILURE = "config.yaml", "model.pt", "metrics.json", "failure.json"
+ATTEMPTS = "attempts.jsonl"
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -103,6 +105,27 @@ def save_checkpoint(job_dir: Path, model: torch.nn.Module, model_config: DictCon
 def write_metrics(job_dir: Path, metrics: dict[str, Any]) -> None:
     write_json(job_dir / METRICS, {"schema": SCHEMA, "status": "complete", **metrics})
     (job_dir / FAILURE).unlink(missing_ok=True)
+
+
+def start_attempt(job_dir: Path, **details: Any) -> int:
+    """Record an attempt to run the job (a retry, a resumed or forced rerun) and return its number, from 1."""
+    import socket
+    import time
+
+    number = len(read_attempts(job_dir)) + 1
+    entry = {"attempt": number, "started": time.time(), "host": socket.gethostname(), "pid": os.getpid(), **details}
+    job_dir.mkdir(parents=True, exist_ok=True)
+    with open(job_dir / ATTEMPTS, "a") as f:   # one short line per append: no reader sees half of it
+        f.write(json.dumps(entry) + "\n")
+    return number
+
+
+def read_attempts(job_dir: Path) -> list[dict[str, Any]]:
+    try:
+        lines = (Path(job_dir) / ATTEMPTS).read_text().splitlines()
+    except OSError:
+        return []
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def write_failure(job_dir: Path, reason: str, details: str = "") -> None:
