@@ -143,7 +143,7 @@ def test_wandb_offline_run_records_history_and_the_curve_table(tmp_path, monkeyp
     assert val[-1]["val/error"] == pytest.approx(metrics["val_error"], abs=1e-6)
 
     run = read_run(path.parent)
-    assert run.id == "job" and run.job_type == "train"
+    assert run.id == "job-1" and run.job_type == "train"   # the job id and the attempt number
     table = run.table("eval/curve")
     assert table["columns"] == ["eps", "error", "confidence", "confidence_wrong"]
     assert table["data"] == [[row[c] for c in table["columns"]] for row in metrics["curve"]]
