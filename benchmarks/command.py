@@ -16,14 +16,18 @@ import torch
 from pipeline import store
 from benchmarks.fgsm import bench_fgsm, bench_fgsm_curve
 from benchmarks.gpu import bench_gpu
+from benchmarks.launcher import bench_launcher
+from benchmarks.planning import bench_planning
 from benchmarks.table import machine, markdown, skipped
 from benchmarks.sizes import FULL, QUICK
-from benchmarks.sweeps import bench_main_job, bench_sweep
+from benchmarks.sweeps import bench_main_job, bench_overhead, bench_sweep
 from benchmarks.training import bench_adversarial_step, bench_lightning_epoch
 from benchmarks.transfer_count import bench_transfer
+from benchmarks.transfer_scaling import bench_transfer_scaling
 from pipeline.errors import ConfigError
 
-STAGES = ("fgsm_curve", "fgsm", "adversarial_step", "lightning_epoch", "transfer", "sweep", "main_job", "gpu")
+STAGES = ("fgsm_curve", "fgsm", "adversarial_step", "lightning_epoch", "transfer", "planning", "transfer_scaling",
+          "sweep", "overhead", "launcher", "main_job", "gpu")
 
 
 class Parser(argparse.ArgumentParser):
@@ -117,11 +121,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if isinstance(transfer, dict) and "error" not in transfer:
         report["counts"]["transfer"] = transfer
 
+    for name, fn in (("planning", lambda: bench_planning(sizes, judged)),
+                     ("transfer_scaling", lambda: bench_transfer_scaling(sizes, judged))):
+        report[name] = stage(name, fn) or skipped(name, "not in --only")
     if args.quick and not args.ray and args.ray_address is None:
-        report["sweep"] = skipped("sweep", "--quick (pass --ray to run it)")
+        for name in ("sweep", "overhead", "launcher"):
+            report[name] = skipped(name, "--quick (pass --ray to run it)")
     else:
-        report["sweep"] = stage("sweep", lambda: bench_sweep(sizes, args.ray_address, judged)) or skipped(
-            "sweep", "not in --only")
+        for name, fn in (("sweep", lambda: bench_sweep(sizes, args.ray_address, judged)),
+                         ("overhead", lambda: bench_overhead(sizes, judged)),
+                         ("launcher", lambda: bench_launcher(judged))):
+            report[name] = stage(name, fn) or skipped(name, "not in --only")
     if args.quick:
         report["main_job"] = skipped("main_job", "--quick")
     else:
@@ -131,8 +141,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["load_after"] = list(os.getloadavg())
     report["seconds"] = time.perf_counter() - begun
     checks = [c["ok"] for c in report["counts"].values()]
-    if isinstance(report["sweep"], dict) and "ok" in report["sweep"]:
-        checks.append(report["sweep"]["ok"])
+    checks += [report[name]["ok"] for name in ("planning", "transfer_scaling", "sweep", "overhead", "launcher")
+               if "ok" in report[name]]
     report["counts_ok"] = all(checks)
     report["table_markdown"] = markdown(report)
     return report

@@ -168,3 +168,35 @@ def bench_main_job(timeout: float = 900) -> dict[str, Any]:
     if result.returncode != 0:
         entry["error"] = tail(result.stderr)
     return entry
+
+
+OVERHEAD_TARGET = 0.90
+
+
+def bench_overhead(sizes: Sizes, judged: bool) -> dict[str, Any]:
+    """Per-job overhead: `sizes.overhead_jobs` one-epoch softmax jobs on Ray started on this machine (one slot per
+    core), twice (cold: fresh workers; warm: the same workers). Efficiency = Σ train time (Trainer.fit) /
+    (wall × slots); the rest is split into each job's own other work (data, Trainer, FGSM curve, files, W&B) and
+    the time between jobs (Ray's scheduling, worker start, idle slots)."""
+    env = subprocess_env(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    spec = {"address": None, "experiment": "main", "grid": {"model": "softmax", "regularizer": "none"},
+            "jobs": sizes.overhead_jobs, "overrides": ["trainer.max_epochs=1"], "cpus": 1, "gpus": 0,
+            "name": "overhead", "rounds": 2}
+    result = drive_sweep(spec, env, timeout=3600)
+    slots = int(result["cluster_resources"].get("CPU", 0) // 1)
+    rounds = []
+    for raw in result["rounds"]:
+        entry = sweep_round(raw, slots)
+        entry.pop("per_job")
+        entry["where"] = {"training": entry["efficiency_train_only"],
+                          "rest of each job": entry["efficiency"] - entry["efficiency_train_only"],
+                          "between jobs": 1 - entry["efficiency"]}
+        entry["mean_job_seconds"] = entry["sum_job_seconds"] / max(entry["jobs"], 1)
+        entry["mean_train_seconds"] = entry["sum_train_seconds"] / max(entry["jobs"], 1)
+        rounds.append(entry)
+    ok = all(r["trained"] == sizes.overhead_jobs and not r["failed"] for r in rounds)
+    warm = rounds[-1]
+    return {"id": "overhead", "title": f"per-job overhead: {sizes.overhead_jobs} one-epoch softmax jobs, Ray on "
+                                       f"this machine", "slots": slots, "cold": rounds[0], "warm": warm, "ok": ok,
+            "target": {"op": ">=", "value": OVERHEAD_TARGET}, "judged": judged,
+            "passed": judge(warm["efficiency"], ">=", OVERHEAD_TARGET) if judged else None}

@@ -87,6 +87,7 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{transfer['examples']:,} | input gradients: {transfer['input_gradients_reported']} reported, "
                      f"{transfer['input_gradients_hooked']} by hooks | | | = M = {transfer['expected']} | "
                      f"{'pass' if transfer['ok'] else '**FAIL**'} |")
+    lines += scale_rows(report)
     sweep = report["sweep"]
     if (line := unmeasured("sweep on a two-node local Ray cluster", sweep, "≥ 85%", failed="**FAIL**")) is not None:
         lines.append(line)
@@ -97,6 +98,7 @@ def markdown(report: dict[str, Any]) -> str:
                      f"wall: {sweep['wall_seconds']:.1f} s | {sweep['efficiency']:.0%} cold"
                      + (f", {sweep['warm']['efficiency']:.0%} on warm workers" if sweep.get("warm") else "")
                      + f" (train time only: {sweep['efficiency_train_only']:.0%}) | ≥ 85% | {verdict(sweep)} |")
+    lines += overhead_rows(report)
     main = report["main_job"]
     if "skipped" in main:
         lines.append(row("the main job", "", "", "", "", f"skipped: {main['skipped']}", "≤ 5 min", ""))
@@ -109,10 +111,70 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(line)
     else:
         e = gpu["maxout_epoch_60000"]
-        lines.append(f"| GPU: maxout epoch, 60,000 × 784 | maxout | 100 | Lightning: {seconds(e['measured']['seconds']['median'])}"
+        lines.append(f"| GPU: maxout epoch, {e['examples']:,} × 784 | maxout | 100 | Lightning: {seconds(e['measured']['seconds']['median'])}"
                      f" | plain loop: {seconds(e['reference']['seconds']['median'])} | {e['ratio']['median']:.2f}× | | |")
         for p in gpu["packing"]:
             lines.append(f"| GPU: {p['jobs_per_gpu']} jobs per GPU | | | {p['jobs']} jobs in {p['wall_seconds']:.1f} s "
                          f"({p['jobs_per_minute']:.1f}/min, at most {p['most_at_once']} at once) | | "
                          f"{p['speedup_vs_1']:.2f}× vs 1 per GPU | | |")
     return "\n".join(lines)
+
+
+def scale_rows(report: dict[str, Any]) -> list[str]:
+    """Planning per job and the transfer stage as seeds grow."""
+    lines = []
+    plan = report.get("planning", {})
+    if (line := unmeasured("planning, main grid", plan, "≤ 3 ms/job", failed="**FAIL**")) is not None:
+        lines.append(line)
+    elif plan:
+        small, large = plan["runs"]
+        big = plan["big"]
+        lines.append(row(f"planning: marginal cost per job, {small['jobs']:,} → {large['jobs']:,} jobs", "", "",
+                         f"{plan['marginal_ms_per_job']:.2f} ms/job ({small['seconds']:.1f} s, {large['seconds']:.1f} s;"
+                         f" {large['composed']} Hydra compositions)",
+                         f"Hydra composing each job: {plan['reference_ms_per_job']:.1f} ms/job",
+                         f"{plan['speedup']:.0f}× faster", "≤ 3 ms/job", verdict(plan)))
+        lines.append(row(f"planning: {big['jobs']:,} jobs", "", "",
+                         f"{big['seconds']:.1f} s; jobs hold {big['held_bytes'] / 1e6:.1f} MB "
+                         f"(peak {big['peak_bytes'] / 1e6:.1f} MB); plan.json {big['plan_bytes'] / 1e6:.1f} MB "
+                         f"written in {big['write_seconds']:.2f} s", "", "", "", ""))
+    scaling = report.get("transfer_scaling", {})
+    if (line := unmeasured("transfer stage vs seeds", scaling, "≤ 1.25×", failed="**FAIL**")) is not None:
+        lines.append(line)
+    elif scaling:
+        for pairs in ("seed_matched", "all"):
+            runs = [r for r in scaling["runs"] if r["pairs"] == pairs]
+            cells = "; ".join(f"S={r['seeds']}: {r['rows']:,} rows, {r['seconds']:.1f} s" for r in runs)
+            judged = pairs == "seed_matched"
+            lines.append(row(f"transfer stage, 2 models × S seeds, pairs={pairs}", "", "", cells,
+                             "models per task: " + ", ".join(sorted({str(max(r['models_loaded'])) for r in runs})),
+                             f"{scaling['per_seed_growth']:.2f}× time per seed, S={runs[0]['seeds']} → {runs[-1]['seeds']}"
+                             if judged else "quadratic in seeds", "≤ 1.25×" if judged else "",
+                             verdict(scaling) if judged else ""))
+    return lines
+
+
+def overhead_rows(report: dict[str, Any]) -> list[str]:
+    """Per-job overhead of short jobs, and the Hydra launchers."""
+    lines = []
+    overhead = report.get("overhead", {})
+    if (line := unmeasured("per-job overhead", overhead, "≥ 90% warm", failed="**FAIL**")) is not None:
+        lines.append(line)
+    elif overhead:
+        for name in ("cold", "warm"):
+            r = overhead[name]
+            where = ", ".join(f"{part} {share:.0%}" for part, share in r["where"].items())
+            lines.append(row(f"{overhead['title']} ({name})", "softmax", "100",
+                             f"job {r['mean_job_seconds'] * 1e3:.0f} ms (training {r['mean_train_seconds'] * 1e3:.0f} ms)"
+                             f", {overhead['slots']} slots", f"wall {r['wall_seconds']:.1f} s",
+                             f"{r['efficiency_train_only']:.0%} training, {r['efficiency']:.0%} in jobs ({where})",
+                             "≥ 90% warm" if name == "warm" else "", verdict(overhead) if name == "warm" else ""))
+    launcher = report.get("launcher", {})
+    if (line := unmeasured("Hydra multirun launchers", launcher, "≥ 1×", failed="**FAIL**")) is not None:
+        lines.append(line)
+    elif launcher:
+        basic, ray = launcher["basic"], launcher["ray"]
+        lines.append(row(f"Hydra multirun, {launcher['jobs']} one-epoch jobs", "", "",
+                         f"hydra/launcher=ray: {ray['wall_seconds']:.1f} s", f"basic launcher: {basic['wall_seconds']:.1f} s",
+                         f"{launcher['ratio']:.2f}× faster" if launcher.get("ratio") else "—", "≥ 1×", verdict(launcher)))
+    return lines

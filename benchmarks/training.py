@@ -52,23 +52,37 @@ def bench_adversarial_step(sizes: Sizes, device: torch.device, judged: bool
 
 
 class EpochTimer:
-    """A Lightning callback: seconds from the start of the training epoch to its end (the batches)."""
+    """Seconds of each Lightning training epoch, from the module's on_train_epoch_start to the end of its
+    on_train_epoch_end (the batches and the loss check), the span plain_epoch times. A callback's
+    on_train_epoch_end would stop before the module's own hook: Lightning calls callbacks first."""
 
     def __init__(self) -> None:
-        import pytorch_lightning as pl
+        self.seconds: list[float] = []
+        self.started, self.sync = 0.0, (lambda: None)
 
-        outer = self
+    def start(self) -> None:
+        self.sync()
+        self.started = time.perf_counter()
 
-        class Callback(pl.Callback):
-            def on_train_epoch_start(self, trainer, module) -> None:
-                outer.sync()
-                outer.started = time.perf_counter()
+    def stop(self) -> None:
+        self.sync()
+        self.seconds.append(time.perf_counter() - self.started)
 
-            def on_train_epoch_end(self, trainer, module) -> None:
-                outer.sync()
-                outer.seconds.append(time.perf_counter() - outer.started)
 
-        self.callback, self.seconds, self.started, self.sync = Callback(), [], 0.0, (lambda: None)
+def timed_module(timer: EpochTimer, *args: Any) -> Any:
+    """AdversarialModule(*args) whose epoch hooks start and stop `timer` around its own."""
+    from pipeline.module import AdversarialModule
+
+    class Timed(AdversarialModule):
+        def on_train_epoch_start(self) -> None:
+            timer.start()
+            super().on_train_epoch_start()
+
+        def on_train_epoch_end(self) -> None:
+            super().on_train_epoch_end()
+            timer.stop()
+
+    return Timed(*args)
 
 
 def trainer_kwargs(device: torch.device) -> dict[str, Any]:
@@ -90,11 +104,10 @@ def lightning_epoch(base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bat
     from pytorch_lightning.plugins.environments import LightningEnvironment
 
     from pipeline.data import TensorBatches
-    from pipeline.module import AdversarialModule
     from pipeline.regularizers import Regularizer
 
-    module = AdversarialModule(copy.deepcopy(base), Regularizer(), functools.partial(torch.optim.SGD, **SGD))
-    trainer = pl.Trainer(**trainer_args, callbacks=[timer.callback], plugins=[LightningEnvironment()])
+    module = timed_module(timer, copy.deepcopy(base), Regularizer(), functools.partial(torch.optim.SGD, **SGD))
+    trainer = pl.Trainer(**trainer_args, plugins=[LightningEnvironment()])
     started = time.perf_counter()
     trainer.fit(module, train_dataloaders=TensorBatches(x, y, batch, shuffle=True, seed=0))
     return time.perf_counter() - started

@@ -25,7 +25,8 @@ def bench_transfer(sizes: Sizes, device: torch.device) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         for source in names:
-            source_rows, gradients = transfer_rows(source, targets, x, y, epsilons, (0.0, 1.0), "true", 1000)
+            source_rows, gradients = transfer_rows(source, targets[source], targets, x, y, epsilons, (0.0, 1.0),
+                                                   "true", 1000)
             reported, rows = reported + gradients, rows + len(source_rows)
     finally:
         for c in counters.values():

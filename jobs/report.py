@@ -5,16 +5,17 @@ import hydra
 from omegaconf import DictConfig
 
 from pipeline.cli import entry_point, exit_on_config_error
+from pipeline.config import CONF_DIR
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="stage")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="stage")
 @exit_on_config_error
 def report(stage: DictConfig) -> None:
     from pipeline.stages.report import print_summary, report_stage
-    from pipeline.stages.sweep_dir import SUMMARY, TRANSFER, open_sweep, read_table
+    from pipeline.stages.sweep_dir import SUMMARY, open_sweep
 
     cfg, sweep_dir, jobs = open_sweep(stage)
-    path = report_stage(cfg, sweep_dir, jobs, read_table(sweep_dir / TRANSFER))
+    path = report_stage(cfg, sweep_dir, jobs)
     print_summary(sweep_dir / SUMMARY, path)
     if cfg.wandb.report:
         from pipeline.report.wandb_report import publish_report

@@ -13,9 +13,10 @@ import hydra
 from omegaconf import DictConfig
 
 from pipeline.cli import entry_point, exit_on_config_error
+from pipeline.config import CONF_DIR
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="sweep")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="sweep")
 @exit_on_config_error
 def sweep(cfg: DictConfig) -> None:
     from pipeline.stages import run_sweep

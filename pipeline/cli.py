@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence, TypeVar
 
 from pipeline.config import CONF_DIR, group_options
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, JobFailed
 from pipeline.store import ensure_writable
 
 T = TypeVar("T")
@@ -81,8 +81,12 @@ def entry_point(app: Callable[[], None]) -> Callable[[], None]:
         check_group_choices(sys.argv[1:])
         check_output_dirs(sys.argv[1:])
         sys.argv[1:] = quote_grid_axes(sys.argv[1:])
-        with hydra_errors_as_config_errors():
-            app()
+        try:
+            with hydra_errors_as_config_errors():
+                app()
+        except JobFailed as error:   # a multirun's job failed (hydra/launcher=ray): the others' results are kept
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(1)
 
     return main
 

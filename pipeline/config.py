@@ -12,7 +12,15 @@ from omegaconf import DictConfig, open_dict
 
 from pipeline.errors import ConfigError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+def _conf_dir() -> Path:
+    """conf/: pipeline/conf in an installed wheel (pyproject.toml maps it there), else the checkout's top folder."""
+    here = Path(__file__).resolve().parent
+    installed = here / "conf"
+    return installed if installed.is_dir() else here.parent / "conf"
+
+
+CONF_DIR = _conf_dir()   # every Hydra app (config_path), the planner and the tests compose from here
 GROUPS = ("data", "model", "regularizer", "attack", "optimizer")   # the choices a job records (its "setting")
 
 

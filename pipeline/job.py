@@ -4,9 +4,11 @@
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
+import signal
 import socket
 import time
 import traceback
@@ -17,12 +19,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import store
+from pipeline import provenance, store
 from pipeline.attacks import check_eps, predict
 from pipeline.config import instantiate
 from pipeline.errors import ConfigError
 
 
+@functools.cache
 def versions() -> dict[str, str]:
     """From the installed packages' metadata: importing wandb only to read its version would cost a job 0.6 s."""
     from importlib.metadata import version
@@ -52,6 +55,7 @@ def build(cfg: DictConfig):
     data.setup()
     model = instantiate(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
     regularizer = instantiate(cfg.regularizer, "regularizer")
+    regularizer.check(model)
     attack = instantiate(cfg.attack, "attack")
     return data, model, regularizer, attack
 
@@ -60,7 +64,8 @@ MONITORS = ("val/error", "val/loss", "val/fgsm_error")   # what the training mod
 
 
 def early_stopping(cfg: DictConfig, clip: Any) -> tuple[list, tuple[float, Any] | None]:
-    """The callbacks and the validation attack of `early_stopping` (none when it is null)."""
+    """The callbacks (EarlyStopping, then KeepBest) and the validation attack of `early_stopping` (none when it
+    is null)."""
     from pytorch_lightning.callbacks import EarlyStopping
 
     from pipeline.module import KeepBest
@@ -86,19 +91,23 @@ def quiet_lightning() -> None:
 def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: dict[str, Any] | None = None
             ) -> dict[str, Any]:
     """Train and evaluate one job; its results land in job_dir (see pipeline.store). Failures leave failure.json.
+    An attempt that was interrupted (preemption, a lost node) left last.ckpt: this one goes on from there.
 
     `extra` entries (e.g. the Ray node) are recorded in metrics.json.
     """
     import pytorch_lightning as pl
     from pytorch_lightning.plugins.environments import LightningEnvironment
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
 
     from pipeline.module import AdversarialModule
+    from pipeline.resume import LastEpoch, resumable
 
     quiet_lightning()
     job_dir = Path(job_dir)
     job_id = cfg.get("job_id") or job_dir.name
     store.write_config(job_dir, cfg)
-    attempt = store.start_attempt(job_dir)
+    resume_from = resumable(job_dir)
+    attempt = store.start_attempt(job_dir, resumes=resume_from is not None, **(extra or {}))
     tracker = None
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -115,10 +124,14 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
                                OmegaConf.to_container(cfg, resolve=True))
         # One job is one process: never let Lightning read SLURM's or torchrun's world size.
         # inference_mode=False: validation runs under no_grad instead, which FGSM's enable_grad can lift.
+        # enable_checkpointing=True admits LastEpoch; with a checkpoint callback present Lightning adds none of its own.
+        batches = data.train_dataloader()
+        last = LastEpoch(job_dir, batches)
         trainer = instantiate(cfg.trainer, "trainer", logger=logger or False, default_root_dir=str(job_dir),
-                              plugins=[LightningEnvironment()], callbacks=callbacks, inference_mode=val_attack is None)
+                              plugins=[LightningEnvironment()], callbacks=[*callbacks, last],
+                              enable_checkpointing=True, inference_mode=val_attack is None)
         started = time.perf_counter()
-        trainer.fit(module, data.train_dataloader(), data.val_dataloader())
+        trainer.fit(module, batches, data.val_dataloader(), ckpt_path=resume_from)
         train_seconds = time.perf_counter() - started
 
         model = module.model.to(device).eval()
@@ -134,14 +147,20 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
             "attack": {"name": attack.name, "clip": list(attack.clip) if attack.clip else None,
                        "craft_with": attack.craft_with},
             "curve": curve.rows(), "epochs": trainer.current_epoch, "train_seconds": train_seconds,
+            "resumed_from_epoch": last.resumed_from, "epochs_this_attempt": last.trained_here,
             "early_stopping": callbacks[-1].summary() if callbacks else None,
             "node": socket.gethostname(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "device": str(device), "checkpoint": checkpoint, "versions": versions(), "attempt": attempt, **(extra or {}),
+            "device": str(device), "checkpoint": checkpoint, "versions": versions(), "code": provenance.code(),
+            "attempt": attempt, **(extra or {}),
         }
         tracker.log_results(curve.rows(), {k: metrics[k] for k in ("clean_error", "train_error", "val_error")},
                             job_dir / store.CHECKPOINT)
         store.write_metrics(job_dir, metrics)
+        last.path.unlink(missing_ok=True)   # complete: nothing left to resume
         return metrics
+    except SIGTERMException:   # SLURM's time limit or preemption: Lightning stopped at a batch boundary
+        store.write_failure(job_dir, "interrupted by SIGTERM; run it again to resume from its last epoch")
+        raise SystemExit(128 + signal.SIGTERM) from None   # not 0: the job did not finish
     except Exception as error:
         store.write_failure(job_dir, f"{type(error).__name__}: {error}", traceback.format_exc()[-4000:])
         raise

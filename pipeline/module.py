@@ -99,3 +99,9 @@ class KeepBest(pl.Callback):
 
     def summary(self) -> dict:
         return {"monitor": self.monitor, "best_epoch": self.best_epoch, "history": self.history}
+
+    def state_dict(self) -> dict:   # saved in last.ckpt: a resumed job keeps its best epoch
+        return {"history": self.history, "best_epoch": self.best_epoch, "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history, self.best_epoch, self.best_state = state["history"], state["best_epoch"], state["best_state"]

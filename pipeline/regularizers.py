@@ -33,6 +33,9 @@ class Regularizer:
         loss.backward()
         return loss.detach()
 
+    def check(self, model: Classifier) -> None:
+        """Refuse, before any training, a model this regularizer cannot apply to (ConfigError); any by default."""
+
 
 def check_coefficient(name: str, value: float) -> float:
     if not value >= 0:
@@ -57,6 +60,11 @@ class L1(Regularizer):
         if layers not in ("first", "all"):
             raise ConfigError(f"regularizer.layers={layers!r}; use 'first' or 'all'")
         self.coefficient, self.layers = check_coefficient("coefficient", coefficient), layers
+
+    def check(self, model: Classifier) -> None:
+        if self.layers == "first" and not hasattr(type(model), "first_layer"):
+            raise ConfigError(f"regularizer.layers=first: model {type(model).__name__} has no first layer of weights "
+                              "to put L1 on (the paper's is maxout's); use softmax, logistic, maxout, mlp or conv")
 
     def penalty(self, model: Classifier) -> torch.Tensor:
         if self.layers == "first":

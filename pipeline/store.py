@@ -5,33 +5,50 @@
     <job_dir>/metrics.json   written last; its presence, schema and the checkpoint's hash mark the job complete
     <job_dir>/failure.json   written instead of metrics.json when the job failed (reason, traceback tail)
     <job_dir>/attempts.jsonl one line per attempt to run the job: number, start time, host, pid (appended)
+    <job_dir>/last.ckpt      while the job trains: its last epoch's training state (resume after preemption)
+    <job_dir>/job.log        what the job printed (stdout and stderr) when a sweep ran it on some node
+
+Files follow the process's umask (0644 under umask 022), so a team can read a sweep on shared storage.
 
 metrics.json schema (version 1):
     job_id, seed, status="complete", clean_error, clean_confidence, train_error, val_error,
     attack: {name, clip, craft_with}, curve: [{eps, error, confidence, confidence_wrong}, ...] (one row per ε),
-    epochs, train_seconds, node, checkpoint: {file, sha256}, versions: {python, torch, ...}
+    epochs, train_seconds, node, checkpoint: {file, sha256}, versions: {python, torch, ...},
+    code: {version, fingerprint, commit} (pipeline.provenance), attempt, resumed_from_epoch
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 SCHEMA = 1
 CONFIG, CHECKPOINT, METRICS, FAILURE = "config.yaml", "model.pt", "metrics.json", "failure.json"
-ATTEMPTS = "attempts.jsonl"
+ATTEMPTS, LAST, LOG = "attempts.jsonl", "last.ckpt", "job.log"
+
+
+@functools.cache
+def file_mode() -> int:
+    """0666 less the umask: what open() gives a new file (mkstemp's 0600 would hide results from the team)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary file in the same folder and rename it: readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, file_mode())
     os.close(fd)
     try:
         write(Path(tmp))
@@ -62,7 +79,11 @@ def job_dir(sweep_dir: Path, job_id: str) -> Path:
 
 
 def write_json(path: Path, data: Any) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, allow_nan=True)))
+    def write(tmp: Path) -> None:
+        with open(tmp, "w") as f:   # streamed: a 10,000-job plan never exists as one string
+            json.dump(data, f, indent=2, allow_nan=True)
+
+    atomic_write(path, write)
 
 
 def read_json(path: Path) -> Any:
@@ -79,6 +100,14 @@ def read_config(job_dir: Path) -> dict[str, Any]:
 
 
 def sha256(path: Path) -> str:
+    """The file's sha256, read once per process while its size and modification time stay the same (every stage
+    checks every checkpoint of a sweep)."""
+    stat = os.stat(path)
+    return _sha256(str(Path(path).absolute()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=100_000)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -149,6 +178,30 @@ def read_metrics(job_dir: Path) -> dict[str, Any] | None:
 
 def is_complete(job_dir: Path) -> bool:
     return read_metrics(job_dir) is not None
+
+
+@contextmanager
+def job_log(job_dir: Path) -> Iterator[None]:
+    """This process's stdout and stderr (Python's and native code's) appended to <job_dir>/job.log while the block
+    runs: a job that failed on another node can be read without that node."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(job_dir / LOG, "ab") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        os.close(saved[0])
+        os.close(saved[1])
 
 
 def load_model(job_dir: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:

@@ -9,6 +9,7 @@ import logging
 import netrc
 import os
 import re
+import secrets
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -83,6 +84,19 @@ def start_with_fallback(start: Callable[[str], T], mode: str) -> T | None:
     return None
 
 
+def define_metrics(run: Any) -> None:
+    """The run summary holds the best validation error (the epoch early stopping keeps) as `val/error: {min: ...}`,
+    not the last epoch's; its x-axis stays Lightning's trainer/global_step. The final FGSM curve (`eval/*`, logged
+    once) is the summary's default, the last value: a `summary="last"` glob over it would also wrap the fields of
+    the curve's table entry (`_type: {last: ...}`) in wandb 0.31, which W&B then cannot show."""
+    run.define_metric("val/error", step_metric="trainer/global_step", summary="min")
+
+
+def curve_scalars(rows: list[dict[str, float]]) -> dict[str, float]:
+    """The attack curve as one number per ε and measure (`eval/error_eps0.25`): columns of the W&B runs table."""
+    return {f"eval/{name}_eps{row['eps']:g}": value for row in rows for name, value in row.items() if name != "eps"}
+
+
 class Tracker:
     """Creates the WandbLogger for a job and logs the final results; every call tolerates W&B failures."""
 
@@ -105,7 +119,7 @@ class Tracker:
                                  save_dir=str(save_dir), offline=attempt == "offline", group=self.group,
                                  job_type=self.job_type, tags=self.tags, config=config,
                                  settings={"silent": True, "init_timeout": 60})
-            _ = logger.experiment   # starts the run now, so a failure surfaces here
+            define_metrics(logger.experiment)   # also starts the run now, so a failure surfaces here
             return logger
 
         self.logger = start_with_fallback(start, mode)
@@ -123,7 +137,8 @@ class Tracker:
             table = wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in rows])
             run.log({"eval/curve": table,
                      "eval/error_vs_eps": wandb.plot.line(table, "eps", "error", title="error rate vs ε"),
-                     "eval/confidence_vs_eps": wandb.plot.line(table, "eps", "confidence", title="confidence vs ε")})
+                     "eval/confidence_vs_eps": wandb.plot.line(table, "eps", "confidence", title="confidence vs ε"),
+                     **curve_scalars(rows)})
             run.summary.update(summary)
             if checkpoint is not None and self.log_checkpoint and not run.settings._offline:
                 artifact = wandb.Artifact(f"model-{run.id}", type="model")
@@ -132,8 +147,10 @@ class Tracker:
         except Exception as error:  # noqa: BLE001
             say_once(f"W&B logging failed ({error}); results are on disk")
 
-    def log_stage(self, sweep_dir: Path, job_type: str, tables: dict[str, Any], images: list[Path]) -> None:
-        """One W&B run for a sweep stage (transfer, summary): its tables and plots, in the sweep's group."""
+    def log_stage(self, sweep_dir: Path, job_type: str, tables: dict[str, Any], images: list[Path],
+                  html: Path | None = None) -> None:
+        """One W&B run for a sweep stage (transfer, summary): its tables, its plots (`plots/<name>`) and, as `report`,
+        the HTML page `html`, in the sweep's group."""
         mode = resolve_mode(self.mode)
         if mode == "disabled":
             return
@@ -142,7 +159,8 @@ class Tracker:
         def start(attempt: str):
             return wandb.init(project=self.project, entity=self.entity, group=self.group, job_type=job_type,
                               name=f"{self.group}-{job_type}",
-                              id=re.sub(r"[:;,#?/'\s]+", "_", f"{self.group}-{job_type}"),   # W&B refuses these in ids
+                              # a new id for each run of the stage (W&B refuses some characters in ids)
+                              id=re.sub(r"[:;,#?/'\s]+", "_", f"{self.group}-{job_type}-{secrets.token_hex(4)}"),
                               dir=str(sweep_dir), mode=attempt,
                               reinit="create_new", settings=wandb.Settings(silent=True, init_timeout=60))
 
@@ -153,8 +171,12 @@ class Tracker:
             with run:
                 run.log({name: wandb.Table(dataframe=frame) for name, frame in tables.items() if len(frame)})
                 run.log({f"plots/{p.stem}": wandb.Image(str(p)) for p in images})
+                if html is not None:   # as written: the page is self-contained, W&B's injected stylesheet is not
+                    run.log({"report": wandb.Html(Path(html).read_text(encoding="utf-8"), inject=False)})
         except Exception as error:  # noqa: BLE001 - results are on disk whatever W&B does
             say_once(f"W&B {job_type} run failed ({error}); results are on disk")
+        finally:
+            _release_wandb()   # as in finish(): the run's record log is complete when the stage goes on
 
     def finish(self) -> None:
         if self.logger is None:

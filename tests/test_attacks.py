@@ -1,4 +1,5 @@
-"""FGSM and PGD: the paper's closed form on logistic regression, invariances, side effects, other libraries."""
+"""FGSM, PGD and APGD-CE: the paper's closed form on logistic regression, invariances, side effects, other libraries
+(torchattacks' FGSM, PGD and APGD on a trained maxout network)."""
 from __future__ import annotations
 
 import copy
@@ -7,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.attacks import FGSM, PGD, fgsm, fgsm_curve, pgd, predict
+from pipeline.attacks import APGD, FGSM, PGD, apgd, fgsm, fgsm_curve, pgd, predict
 from pipeline.errors import ConfigError
 from pipeline.models import Logistic, Maxout
+from pipeline.regularizers import Adversarial, Regularizer
 
 W = torch.tensor([1.0, -2.0, 0.5, -0.1, 3.0, -0.7])
 
@@ -27,6 +29,35 @@ def logistic() -> Logistic:
 @pytest.fixture
 def pixels() -> torch.Tensor:
     return torch.rand(8, len(W), generator=torch.Generator().manual_seed(1)) * 0.6 + 0.2
+
+
+def fit_maxout(x: torch.Tensor, y: torch.Tensor, regularizer: Regularizer, epochs: int = 4) -> Maxout:
+    """A small maxout net (64 units × 5 pieces, the paper's dropout and max-norm) trained with plain SGD on the
+    regularizer's objective, as a job's training step does."""
+    torch.manual_seed(0)
+    model = Maxout(x.shape[1:], 10, units=64, pieces=5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        for index in torch.randperm(len(y), generator=generator).split(100):
+            optimizer.zero_grad()
+            regularizer.backward(model, x[index], y[index])
+            optimizer.step()
+            model.constrain()
+    model.zero_grad(set_to_none=True)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def maxouts(mnist_splits) -> dict[str, tuple[Maxout, torch.Tensor, torch.Tensor]]:
+    """A naive and an adversarially trained (α = .5, ε = .25) maxout net, each with 500 test digits."""
+    (x, y), (x_test, y_test) = mnist_splits
+    models = {"naive": fit_maxout(x, y, Regularizer()), "adversarial": fit_maxout(x, y, Adversarial(0.5, 0.25))}
+    return {name: (model, x_test[:500], y_test[:500]) for name, model in models.items()}
+
+
+def error_rate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((predict(model, x)[1] != y).float().mean())
 
 
 @pytest.mark.parametrize("label, sign", [(0, 1.0), (1, -1.0)])
@@ -140,12 +171,15 @@ def test_pgd_with_one_full_step_and_no_random_start_is_fgsm(softmax, clip):
     assert torch.equal(pgd(model, x, None, 0.1, 0.1, 1, random_start=False), fgsm(model, x, None, 0.1))
 
 
-def test_pgd_is_at_least_as_strong_as_fgsm(softmax):
-    model, x, y = softmax
-    epsilons = [0.05, 0.1, 0.25]
+def test_pgd_alone_is_at_least_as_strong_as_fgsm_on_a_trained_maxout(maxouts):
+    """PGD alone (with_fgsm=False, no random start: nothing of FGSM's kept) on a naive maxout, at radii where FGSM
+    fools some digits and not others (on a model trained against FGSM, PGD alone can fall below it: masking)."""
+    model, x, y = maxouts["naive"]
+    epsilons = [0.05, 0.1]
     fgsm_error = FGSM().curve(model, x, y, epsilons).error
-    pgd_error = PGD(steps=10, step_fraction=0.25).curve(model, x, y, epsilons).error
+    pgd_error = PGD(steps=10, step_fraction=0.25, random_start=False, with_fgsm=False).curve(model, x, y, epsilons).error
     for eps, f, p in zip(epsilons, fgsm_error.tolist(), pgd_error.tolist()):
+        assert 0.1 < f < 0.9, f"ε={eps}: FGSM error {f:.3f} leaves PGD no room to differ"
         assert p >= f, f"ε={eps}: PGD error {p:.3f} below FGSM error {f:.3f}"
 
 
@@ -211,3 +245,104 @@ def test_fgsm_matches_torchattacks(softmax_model):
         ours = fgsm(model, x, y, eps)                              # torchattacks clamps to [0, 1], as does clip
         assert torch.allclose(ours, theirs, atol=1e-6)
         assert not torch.allclose(ours, x)
+
+
+RADII = [("naive", (0.05, 0.1)), ("adversarial", (0.1, 0.25))]   # where FGSM fools some digits, not all
+
+
+@pytest.mark.parametrize("kind, radii", RADII)
+def test_pgd_matches_torchattacks_on_a_trained_maxout(maxouts, kind, radii):
+    """Same ε, steps and step size, no random start, clipped to [0, 1]: error rates within 2 points."""
+    torchattacks = pytest.importorskip("torchattacks")
+    model, x, y = maxouts[kind]
+    for eps in radii:
+        ours = PGD(steps=10, step_fraction=0.25, random_start=False, with_fgsm=False).curve(model, x, y, [eps])
+        theirs = torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=10, random_start=False)(x, y)
+        assert 0.1 < error_rate(model, theirs, y) < 0.99                  # a radius where the two can disagree
+        assert abs(float(ours.error[0]) - error_rate(model, theirs, y)) <= 0.02, eps
+
+
+@pytest.mark.parametrize("kind, radii", RADII)
+def test_apgd_matches_torchattacks_on_a_trained_maxout(maxouts, kind, radii):
+    """APGD-CE against torchattacks' APGD (cross-entropy, one restart, their own random start): error rates within
+    2 points, and at least PGD's (same steps, alone) less 2 points."""
+    torchattacks = pytest.importorskip("torchattacks")
+    model, x, y = maxouts[kind]
+    for eps in radii:
+        ours = float(APGD(steps=20).curve(model, x, y, [eps]).error[0])
+        theirs = error_rate(model, torchattacks.APGD(model, norm="Linf", eps=eps, steps=20, loss="ce", seed=0)(x, y), y)
+        pgd_alone = float(PGD(steps=20, step_fraction=0.25, with_fgsm=False).curve(model, x, y, [eps]).error[0])
+        assert 0.1 < theirs < 0.99 and abs(ours - theirs) <= 0.02, (eps, ours, theirs)
+        assert ours >= pgd_alone - 0.02, (eps, ours, pgd_alone)
+
+
+def test_apgd_on_logistic_regression_ends_at_the_fgsm_corner(logistic, pixels):
+    """J grows monotonely along ±sign(w), so over the ball it peaks at FGSM's corner x ± ε·sign(w), the point of
+    least margin: a digit the corner does not fool is fooled nowhere in the ball, and APGD returns that corner (its
+    point of highest cost; its first step, 2ε, reaches it from any start); a digit the corner fools, APGD fools.
+    Digits the model already gets wrong come back unchanged."""
+    y = torch.tensor([0, 1] * 4)
+    wrong = predict(logistic, pixels)[1] != y
+    corner = pixels + 0.05 * torch.where(y[:, None] == 0, 1.0, -1.0) * W.sign()   # by hand: J = softplus(∓z)
+    adv = apgd(logistic, pixels, y, 0.05, steps=10, clip=None, generator=torch.Generator().manual_seed(0))
+    robust = (predict(logistic, corner)[1] == y) & ~wrong
+    assert robust.any() and (~robust & ~wrong).any() and wrong.any()
+    assert torch.equal(adv[robust], corner[robust])
+    assert torch.equal(adv[wrong], pixels[wrong])
+    assert (predict(logistic, adv)[1] != y)[~robust].all()
+
+
+def test_apgd_with_eps_zero_returns_the_input(softmax):
+    model, x, y = softmax
+    assert torch.equal(apgd(model, x, y, 0.0, steps=5), x)
+
+
+@pytest.mark.parametrize("clip", [(0.0, 1.0), None])
+def test_apgd_stays_in_the_eps_ball(softmax, clip):
+    model, x, y = softmax
+    adv = apgd(model, x, y, 0.1, steps=10, restarts=2, clip=clip, generator=torch.Generator().manual_seed(0))
+    assert (adv - x).abs().max().item() <= 0.1 + 1e-6
+    assert (adv - x).abs().max().item() > 0.09
+    if clip is not None:
+        assert adv.min() >= 0 and adv.max() <= 1
+    else:
+        assert adv.min() < 0 or adv.max() > 1                    # unclipped it does leave the pixel range
+
+
+def test_apgd_on_one_example_does_not_depend_on_the_rest_of_the_batch(maxouts):
+    """Step sizes, checkpoints and costs are per example, and the random start of example i is row i of the draw:
+    the first 40 digits attacked alone equal the same digits attacked among 200 (float64: no sign flips by
+    rounding)."""
+    model, x, y = maxouts["adversarial"]
+    model, x = copy.deepcopy(model).double(), x[:200].double()
+    whole = apgd(model, x, y[:200], 0.1, steps=20, generator=torch.Generator().manual_seed(3))
+    part = apgd(model, x[:40], y[:40], 0.1, steps=20, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(part, whole[:40])
+    assert (predict(model, whole)[1] != y[:200]).float().mean() > (predict(model, x)[1] != y[:200]).float().mean()
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_apgd_runs_in_eval_mode_restores_the_mode_and_leaves_no_gradients(maxouts, training):
+    model, x, y = maxouts["naive"]
+    model = copy.deepcopy(model).train(training)
+    reference = apgd(copy.deepcopy(model).eval(), x[:100], y[:100], 0.1, steps=5,
+                     generator=torch.Generator().manual_seed(0))
+    adv = apgd(model, x[:100], y[:100], 0.1, steps=5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(adv, reference)                           # no dropout: it ran in eval mode
+    assert all(m.training is training for m in model.modules())
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("kwargs, value", [(dict(steps=0), "steps=0"), (dict(restarts=0), "restarts=0"),
+                                           (dict(rho=1.5), "rho=1.5")])
+def test_apgd_refuses_bad_settings(kwargs, value):
+    with pytest.raises(ConfigError, match=value):
+        APGD(**kwargs)
+
+
+def test_attack_apgd_is_an_option_of_the_attack_group():
+    from conftest import compose
+    from pipeline.config import instantiate
+
+    attack = instantiate(compose("attack=apgd", "attack.steps=7").attack, "attack")
+    assert isinstance(attack, APGD) and attack.name == "apgd" and attack.steps == 7 and attack.clip == (0.0, 1.0)

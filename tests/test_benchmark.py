@@ -43,7 +43,7 @@ def test_every_comparison_ran_for_both_models(quick):
         for side in ("measured", "reference"):
             assert set(entry[side]["seconds"]) >= {"median", "q1", "q3", "min", "max", "n"}
             assert entry[side]["seconds"]["min"] > 0
-        assert entry["ratio"]["min"] <= entry["ratio"]["median"] <= entry["ratio"]["max"]
+        assert entry["ratio"]["n"] == entry["measured"]["seconds"]["n"] == entry["reference"]["seconds"]["n"]  # a ratio per pair
         assert entry["target"]["op"] in (">=", "<=")
         assert entry["judged"] is False and entry["passed"] is None   # --quick judges no timing
 
@@ -72,9 +72,27 @@ def test_counts_hold(quick):
     assert report["counts_ok"] is True and report["errors"] == []
 
 
+def test_scale_rows_hold_their_counts(quick):
+    report, stdout = quick
+    plan = report["planning"]
+    assert [r["jobs"] for r in plan["runs"]] == [60, 300] and plan["big"]["jobs"] == 1_002
+    assert all(r["composed"] == 12 for r in plan["runs"] + [plan["big"]])   # per group combination, not per job
+    assert plan["big"]["plan_bytes"] > 0 and plan["reference"]["jobs"] == 30
+    scaling = report["transfer_scaling"]
+    for run in scaling["runs"]:
+        assert run["rows"] == run["expected_rows"]
+        jobs = 2 * run["seeds"]
+        if run["pairs"] == "seed_matched":    # a task per seed, each loading that seed's 2 models once
+            assert run["tasks"] == run["seeds"] and run["models_loaded"] == [2] * run["seeds"]
+        else:                                 # a task per source, each loading every model
+            assert run["tasks"] == jobs and run["models_loaded"] == [jobs] * jobs
+    assert plan["ok"] and scaling["ok"]
+    assert "planning: marginal cost per job" in stdout and "pairs=seed_matched" in stdout
+
+
 def test_slow_stages_are_skipped_and_the_table_is_printed(quick):
     report, stdout = quick
-    assert "skipped" in report["sweep"] and "skipped" in report["main_job"]
+    assert all("skipped" in report[name] for name in ("sweep", "overhead", "launcher", "main_job"))
     if not torch.cuda.is_available():
         assert "needs a GPU" in report["gpu"]["skipped"]
     assert report["table_markdown"] in stdout
@@ -124,6 +142,37 @@ def test_the_ray_sweep_comparison_runs_on_a_two_node_cluster(tmp_path):
         assert 0 < run["efficiency_train_only"] < run["efficiency"]
         assert all(0 < j["job_seconds"] < run["wall_seconds"] + 1 for j in run["per_job"])
     assert sweep["judged"] is False and sweep["passed"] is None
+
+
+def test_the_gpu_row_names_the_epoch_size_it_ran():
+    """--quick times the GPU epoch on 6,000 examples: its row must not say 60,000."""
+    epoch = {"examples": 6_000, "measured": {"seconds": {"median": 0.5}}, "reference": {"seconds": {"median": 0.4}},
+             "ratio": {"median": 1.25}}
+    report = {"comparisons": [], "counts": {}, "sweep": {"skipped": "-"}, "main_job": {"skipped": "-"},
+              "gpu": {"maxout_epoch_60000": epoch, "packing": []}}
+    gpu_row = next(line for line in markdown(report).splitlines() if line.startswith("| GPU: maxout epoch"))
+    assert "6,000 × 784" in gpu_row and "60,000" not in gpu_row
+
+
+def test_the_lightning_epoch_is_timed_through_the_modules_own_epoch_end_check():
+    """The plain loop's time includes its loss check; the Lightning time must include the module's: on a diverged
+    model the check raises before the timer stops, so no epoch is recorded (as the plain loop returns no time)."""
+    from benchmarks.training import EpochTimer, lightning_epoch, plain_epoch, trainer_kwargs
+    from pipeline.module import Diverged
+
+    cpu = torch.device("cpu")
+    x, y = make_batch(200, cpu)
+    model = make_model("softmax", cpu)
+    timer = EpochTimer()
+    lightning_epoch(model, x, y, 100, trainer_kwargs(cpu), timer)
+    assert len(timer.seconds) == 1 and timer.seconds[0] > 0
+    with torch.no_grad():
+        model.linear.weight.fill_(float("nan"))                 # the loss is NaN: the epoch-end check raises
+    with pytest.raises(Diverged):
+        lightning_epoch(model, x, y, 100, trainer_kwargs(cpu), timer)
+    assert len(timer.seconds) == 1                               # the timer stopped after the check, not before
+    with pytest.raises(RuntimeError, match="NaN"):
+        plain_epoch(model, x, y, 100, lambda: None)
 
 
 def test_most_at_once_counts_overlapping_jobs():

@@ -97,6 +97,8 @@ def test_diverging_job_fails_with_its_reason_and_the_sweep_goes_on(cluster, tmp_
     assert "trained 1, reused 0, failed 1" in result.stderr
     failures = [json.loads(p.read_text()) for p in sweep_dir.glob("jobs/*/failure.json")]
     assert len(failures) == 1 and "Diverged" in failures[0]["reason"]
+    logs = [(path.parent / store.LOG).read_text() for path in sweep_dir.glob("jobs/*/failure.json")]
+    assert len(logs) == 1 and "Traceback" in logs[0] and "Diverged" in logs[0]   # readable without the node
     report = (sweep_dir / "report.md").read_text()
     assert "## Failed jobs" in report and "Diverged" in report
     assert pd.read_csv(sweep_dir / "summary.csv")["job_id"].nunique() == 1
@@ -119,21 +121,65 @@ def test_unreachable_cluster_is_a_clear_error_in_bounded_time(tmp_path):
 
 
 def test_lost_worker_node_mid_sweep(tmp_path):
-    """Kill the worker node's raylet while jobs run: Ray retries them on the head; every result exists once."""
+    """Kill the worker node's raylet while it runs a job: Ray runs that job again on the head node (from its last
+    epoch), and every job ends with exactly one complete result and at most one W&B run per attempt."""
+    from tests.support.wandb_records import read_run
+
     with RayCluster(tmp_path / "ray", num_cpus=1) as cluster:
+        nodes = cluster.node_ids()
         sweep_dir = tmp_path / "smoke"
-        driver = subprocess.Popen(sweep_command(sweep_dir, cluster.address, 'sweep.overrides=["trainer.max_epochs=6","data.limit=600"]'),
+        driver = subprocess.Popen(sweep_command(sweep_dir, cluster.address,
+                                                'sweep.overrides=["trainer.max_epochs=40","data.limit=600"]'),
                                   cwd=ROOT, env={**cluster.env, "WANDB_MODE": "offline"}, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: len(list(sweep_dir.glob("jobs/*/config.yaml"))) >= 2, driver, what="two running jobs")
+
+        def running_on_worker() -> Path | None:
+            for directory in sweep_dir.glob("jobs/*"):
+                tries = store.read_attempts(directory)
+                if tries and tries[-1].get("ray_node_id") == nodes["worker"] and not (directory / store.METRICS).exists():
+                    return directory
+            return None
+
+        wait_for(lambda: running_on_worker() is not None, driver, what="a job running on the worker node")
+        victim = running_on_worker()
         os.kill(cluster.worker_raylet_pid(), signal.SIGKILL)
+        assert not (victim / store.METRICS).exists(), "the job finished before the node was lost; nothing was proven"
         _, stderr = driver.communicate(timeout=600)
     assert driver.returncode == 0, stderr[-3000:]
     assert "failed 0" in stderr
-    metrics = [json.loads(p.read_text()) for p in sweep_dir.glob("jobs/*/metrics.json")]
-    assert sorted(m["job_id"] for m in metrics) == sorted(d.name for d in (sweep_dir / "jobs").iterdir())
-    assert len(metrics) == 4
-    assert metrics[0]["ray_node_id"] in cluster.node_ids().values()
+    tries = store.read_attempts(victim)
+    assert [t["ray_node_id"] for t in tries] == [nodes["worker"], nodes["head"]]
+    for directory in sorted((sweep_dir / "jobs").iterdir()):
+        assert store.is_complete(directory) and len(list(directory.glob(store.METRICS))) == 1
+        attempts = store.read_attempts(directory)
+        run_ids = [path.name.split("-", 3)[-1] for path in directory.glob("wandb/offline-run-*")]   # -<time>-<id>
+        # an attempt killed before W&B started has no run; none shares an id with another attempt's
+        assert len(set(run_ids)) == len(run_ids) and set(run_ids) <= {f"{directory.name}-{t['attempt']}"
+                                                                      for t in attempts}
+        last = f"{directory.name}-{len(attempts)}"   # the attempt that finished wrote its whole record log
+        assert read_run(next(directory.glob(f"wandb/offline-run-*-{last}"))).id == last
+
+
+def test_a_sweep_on_shared_storage(cluster, tmp_path):
+    """Started from another folder with a relative dir under umask 022: the results land under that folder (not
+    under the workers' working folders), every file is readable by the team, and each job's output is in its
+    job directory."""
+    def team_umask() -> None:
+        os.umask(0o022)
+
+    result = subprocess.run(sweep_command(Path("shared") / "smoke", cluster.address), cwd=tmp_path,
+                            env={**cluster.env, "WANDB_MODE": "offline"}, capture_output=True, text=True,
+                            timeout=600, preexec_fn=team_umask)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep_dir = tmp_path / "shared" / "smoke"
+    assert len(complete(sweep_dir)) == 4 and not (ROOT / "shared").exists()
+    files = [sweep_dir / name for name in ("plan.json", "sweep.yaml", "transfer.csv", "transfer_settings.csv",
+                                           "evaluations.csv", "summary.csv", "report.html", "report.md")]
+    files += [d / name for d in complete(sweep_dir) for name in (store.METRICS, store.CHECKPOINT, store.CONFIG,
+                                                                  store.ATTEMPTS, store.LOG)]
+    files += list(sweep_dir.glob("parts/*/*.csv"))
+    assert {f"{path.relative_to(sweep_dir)}: {path.stat().st_mode & 0o777:o}" for path in files} == \
+        {f"{path.relative_to(sweep_dir)}: 644" for path in files}
 
 
 def test_wandb_server_down_training_goes_on_offline_with_one_warning(tmp_path):

@@ -1,6 +1,7 @@
 """Planning a sweep: Hydra's grid expansion, composition, job ids, experiments."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from pipeline.config import CONF_DIR, group_options
+from pipeline.config import CONF_DIR, compose_job, group_options, hydra_context
 from pipeline.errors import ConfigError
+from pipeline.stages.composer import Composer
 from pipeline.stages.plan import conditional_overrides, grid_overrides, job_id, plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,3 +109,67 @@ def test_every_experiment_plans(experiment):
     cfg, jobs = sweep_config(f"experiment={experiment}")
     assert jobs and cfg.sweep.name
     assert len({j.id for j in jobs}) == len(jobs)
+
+
+# The main experiment's job ids: they hash the resolved config only, so they must not change when code moves.
+MAIN_IDS = ["a6ebc662e5d2", "3dade433143e", "238eefff6349", "e314c4176b88", "f662fed5bf7f", "a0fd88103dea"]
+
+
+def composed_one_by_one(cfg) -> list[dict]:
+    """The reference: Hydra composes every job on its own (what planning did before it composed per combination)."""
+    sweep = cfg.sweep
+    when = OmegaConf.to_container(sweep.when)
+    configs = []
+    for point in grid_overrides(OmegaConf.to_container(sweep.grid, resolve=True)):
+        job = compose_job(list(sweep.overrides) + conditional_overrides(point, when) + point)
+        job.logger.group = sweep.name
+        configs.append(OmegaConf.to_container(job, resolve=True))
+    return configs
+
+
+@pytest.mark.parametrize("experiment", ["main", "goodfellow2015_cpu", "goodfellow2015", "smoke"])
+def test_composing_once_per_combination_gives_what_hydra_gives_for_each_job(experiment):
+    with hydra_context():
+        cfg = compose("sweep", overrides=[f"experiment={experiment}"])
+        jobs = plan(cfg.sweep, group=cfg.sweep.name)
+        reference = composed_one_by_one(cfg)
+    assert len(jobs) == len(reference)
+    for job, config in zip(jobs, reference):
+        assert job.id == job_id(config)
+        assert json.dumps(job.config) == json.dumps({**config, "job_id": job.id})   # same keys, order, values
+
+
+def test_main_job_ids_are_stable():
+    assert [j.id for j in sweep_config()[1]] == MAIN_IDS
+
+
+def test_planning_composes_once_per_combination_of_group_choices_whatever_the_seeds():
+    counts = []
+    for seeds in (2, 20):
+        with hydra_context():
+            cfg = compose("sweep", overrides=[f"+sweep.grid.seed='range({seeds})'"])
+            composer = Composer()
+            jobs = plan(cfg.sweep, composer=composer)
+        assert len(jobs) == 6 * seeds
+        counts.append(composer.composed)
+    assert counts[0] == counts[1] == 2 * 6    # each of the 6 combinations: its base, and its first job to check
+
+
+def test_jobs_share_the_parts_of_the_config_that_their_overrides_leave_alone():
+    with hydra_context():
+        cfg = compose("sweep", overrides=["+sweep.grid.seed='range(3)'"])
+        jobs = plan(cfg.sweep)
+    maxout = [j for j in jobs if j.config["choices"]["model"] == "maxout" and j.config["choices"]["regularizer"] == "none"]
+    assert [j.config["seed"] for j in maxout] == [0, 1, 2]
+    assert maxout[0].config["model"] is maxout[1].config["model"] is maxout[2].config["model"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("sweep.grid.model=[]", "chooses no model"),
+    ("sweep.grid.nosuchkey=1,2", "nosuchkey is not a key of the job config"),
+    ("sweep.grid.model=softmax,nosuch", "unknown model 'nosuch'"),
+])
+def test_bad_grids_are_refused_while_planning(override, message):
+    key, value = override.split("=", 1)
+    with pytest.raises(ConfigError, match=message):
+        sweep_config(f"++{key}='{value}'")

@@ -151,3 +151,14 @@ def test_uniform_noise_stays_within_eps(batch):
 def test_bad_settings_are_refused_naming_the_value(build, value):
     with pytest.raises(ConfigError, match=value):
         build()
+
+
+def test_l1_on_the_first_layer_of_a_model_without_one_is_refused_before_training(tmp_path):
+    """RBF has no first layer (centers and widths per class): `jobs.train` stops with one line before training."""
+    from conftest import run_command
+
+    result = run_command(["jobs.train", "model=rbf", "regularizer=l1", "logger=none", f"hydra.run.dir={tmp_path}"])
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert lines[0].startswith("error: ") and "regularizer.layers=first" in lines[0] and "RBF" in lines[0]
+    assert not (tmp_path / "metrics.json").exists()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from pipeline.cluster.local import RayCluster
+from tests.support.chromium import chromium_path, load_page  # noqa: F401 (chromium_path: a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -64,8 +66,24 @@ def test_transfer_table_has_every_cell(sweep):
     own = {(m["job_id"], r["eps"]): r["error"] for m in job_metrics(sweep_dir) for r in m["curve"]}
     for row in transfer[transfer["source"] == transfer["target"]].itertuples():
         assert row.error == pytest.approx(own[(row.source, row.eps)], abs=1e-9)
-    # one input gradient per source model (the test set fits one batch), whatever the number of ε
-    assert json.loads((sweep_dir / "transfer.json").read_text())["input_gradients"] == len(ids)
+    # the second run of the sweep computed no part again (one task: one seed)
+    meta = json.loads((sweep_dir / "transfer.json").read_text())
+    assert meta["computed"] == 0 and meta["reused"] == meta["tasks"] == 1 and meta["rows"] == len(transfer)
+
+
+def test_every_stage_reports_progress_and_sweep_log_says_where_the_time_went(sweep):
+    sweep_dir, first, second, _ = sweep
+    for stage, total in (("train", 6), ("transfer", 1), ("evaluation", 6), ("report", 5)):
+        for run in (first, second):
+            lines = [line for line in run.stderr.splitlines() if line.startswith(f"[{stage}] ")]
+            assert lines and lines[-1].startswith(f"[{stage}] {total}/{total} done, 0 running, 0 failed"), lines
+            assert len(lines) == len(set(lines))                      # a line per event, not per poll
+    log = (sweep_dir / "sweep.log").read_text().splitlines()
+    for stage in ("plan", "ray", "train", "transfer", "evaluation", "report"):
+        assert sum(f" {stage}: " in line for line in log) == 2       # each run of the sweep
+    assert re.fullmatch(r".* finished in \d+s: plan \d+s, ray \d+s, train \d+s, transfer \d+s, evaluation \d+s, "
+                        r"report \d+s", log[-1])
+    assert log[-1].split(" ", 2)[2] in second.stderr                 # the last line printed is the same
 
 
 def test_rerun_trains_nothing_and_reproduces_the_report(sweep):
@@ -83,7 +101,21 @@ def test_report_files(sweep):
         assert (sweep_dir / "plots" / plot).stat().st_size > 5000
         assert plot in html
     assert len(list((sweep_dir / "plots").glob("examples_*.png"))) == 6
-    assert "Paper vs this run" in html and "99.9%" in html   # the paper's softmax number beside ours
+    assert "Paper vs this run" in html
+    softmax = summary[(summary["model"] == "softmax") & (summary["regularizer"] == "none") & (summary["eps"] == 0.25)]
+    row = next(line for line in (sweep_dir / "report.md").read_text().splitlines()
+               if line.startswith("| FGSM (ε=.25) fools the shallow softmax"))
+    assert f"error: {100 * softmax['error'].mean():.1f}%" in row    # our measured number in the claims table
+
+
+def test_report_html_shows_every_plot_when_copied_alone(sweep, tmp_path, chromium_path):
+    alone = tmp_path / "report.html"                          # no plots/ beside it
+    alone.write_bytes((sweep[0] / "report.html").read_bytes())
+    page = load_page(alone)
+    assert len(page.image_widths) == (sweep[0] / "report.md").read_text().count("](plots/") >= 12
+    assert all(width > 0 for width in page.image_widths), page.image_widths
+    assert page.console_errors == []
+    assert page.requests[0] == alone.as_uri() and all(url.startswith("data:") for url in page.requests[1:])
 
 
 def test_wandb_runs_share_the_sweep_group_and_hold_the_transfer_table(sweep):

@@ -59,6 +59,22 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
     return grad, logits.detach()
 
 
+def costs_and_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each example's own cost J(θ, xᵢ, yᵢ), ∇ₓ of their sum and the logits: for attacks that track every example's
+    cost (APGD). The model's batch-mean cost is mapped over single examples (torch.func.vmap), so it is the cost
+    the model trains on, whatever the model."""
+    def one(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return model.cost(logits[None], label[None]) if hasattr(model, "cost") else F.cross_entropy(logits, label)
+
+    with attack_mode(model), torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        logits = model(x)
+        per_example = torch.func.vmap(one)(logits, y)
+        (grad,) = torch.autograd.grad(per_example.sum(), x)
+    return per_example.detach(), grad, logits.detach()
+
+
 def check_eps(eps: float, name: str = "eps") -> float:
     """An L∞ radius in pixel units: pixels lie in [0, 1], so a radius above 1 is outside the data's range."""
     if not 0 <= eps <= 1:
@@ -77,6 +93,12 @@ def step(x: torch.Tensor, direction: torch.Tensor, eps: float, clip: Clip) -> to
     """x + ε·direction, clipped to the input range when `clip` is given (one new tensor, no temporaries)."""
     adv = torch.add(x, direction, alpha=eps)
     return adv.clamp_(*clip) if clip is not None else adv
+
+
+def project(adv: torch.Tensor, x: torch.Tensor, eps: float, clip: Clip) -> torch.Tensor:
+    """adv moved into the L∞ ball of radius ε around x, then into the input range when `clip` is given."""
+    adv = torch.min(torch.max(adv, x - eps), x + eps)
+    return adv.clamp(*clip) if clip is not None else adv
 
 
 def scores(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

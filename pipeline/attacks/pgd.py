@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from pipeline.attacks.base import Attack, Clip, attack_mode, check_eps, input_gradient, predict, step
+from pipeline.attacks.base import Attack, Clip, attack_mode, check_eps, input_gradient, predict, project, step
 from pipeline.attacks.fgsm import fgsm
 from pipeline.errors import ConfigError
 
@@ -38,8 +38,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, s
         adv = step(x, noise, eps, clip)
         for _ in range(steps):
             grad, _ = input_gradient(model, adv, labels)
-            adv = torch.min(torch.max(adv + step_size * grad.sign(), x - eps), x + eps)   # project on the ball
-            adv = adv.clamp(*clip) if clip is not None else adv
+            adv = project(adv + step_size * grad.sign(), x, eps, clip)
         with attack_mode(model), torch.no_grad():
             fooled = model(adv).argmax(dim=1) != labels
         keep = (fooled & ~best_fooled) | (restart == 0)

@@ -5,26 +5,28 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from typing import Any
 
 from pipeline.errors import ConfigError
 
 
-def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast on an unreachable `host:port` instead of letting ray.init wait."""
+def check_reachable(address: str, timeout: float = 5.0, key: str = "cluster.address") -> None:
+    """Fail fast on an unreachable `host:port` instead of letting ray.init wait; `key` is the setting named."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise ConfigError(f"cluster.address={address!r}; use 'auto', 'host:port' or null to start Ray here")
+        raise ConfigError(f"{key}={address!r}; use 'auto', 'host:port' or null to start Ray here")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as error:
-        raise ConfigError(f"cluster.address={address} is unreachable ({error.strerror or error}); "
-                          "start Ray there (`ray start --head`) or use cluster=local") from None
+        raise ConfigError(f"{key}={address} is unreachable ({error.strerror or error}); "
+                          f"start Ray there (`ray start --head`) or set {key}=null to start Ray here") from None
 
 
 def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None,
-            object_store_memory: int | None = None) -> None:
-    """Join the cluster at `address` ('auto', 'host:port'), or start Ray on this machine when it is None."""
+            object_store_memory: int | None = None, key: str = "cluster.address") -> None:
+    """Join the cluster at `address` ('auto', 'host:port'), or start Ray on this machine when it is None; errors
+    name the setting `key`."""
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -33,7 +35,7 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
     if ray.is_initialized():
         return
     if address not in (None, "auto"):
-        check_reachable(address)
+        check_reachable(address, key=key)
     # "local" starts a new instance even where RAY_ADDRESS points elsewhere: cluster=local means this machine.
     kwargs: dict[str, Any] = {"address": address or "local", "log_to_driver": False, "configure_logging": False}
     if address is None:
@@ -42,16 +44,25 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
     try:
         ray.init(**kwargs)
     except ConnectionError as error:
-        raise ConfigError(f"cannot join the Ray cluster at cluster.address={address} ({error}); "
+        raise ConfigError(f"cannot join the Ray cluster at {key}={address} ({error}); "
                           "is a Ray head running there?") from None
 
 
-def check_fits(cpus: float, gpus: float) -> None:
-    """A task that no node can hold would wait forever: refuse it before submitting anything."""
+def check_fits(cpus: float, gpus: float, keys: tuple[str, str] = ("resources.cpu", "resources.gpu")) -> None:
+    """A task that no node can hold would wait forever: refuse it before submitting anything (naming `keys`)."""
     import ray
 
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     if not any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus for r in nodes):
         largest = max(((r.get("CPU", 0), r.get("GPU", 0)) for r in nodes), default=(0, 0))
-        raise ConfigError(f"resources.cpu={cpus}, resources.gpu={gpus}: no node of this cluster has that much "
+        raise ConfigError(f"{keys[0]}={cpus}, {keys[1]}={gpus}: no node of this cluster has that much "
                           f"(largest: {largest[0]:g} CPUs, {largest[1]:g} GPUs)")
+
+
+def ray_node() -> dict[str, str]:
+    """{"ray_node_id": ...} when this runs in a Ray task (metrics.json records where a job ran), else {}. Only looks
+    at a Ray that is already imported: a job outside Ray pays nothing."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return {}
+    return {"ray_node_id": ray.get_runtime_context().get_node_id()}

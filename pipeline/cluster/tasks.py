@@ -23,9 +23,9 @@ class Progress:
         self.started = self.printed_at = time.monotonic()
         self.last: tuple[int, int, int] | None = None
 
-    def show(self, done: int, running: int, failed: int, final: bool = False) -> None:
+    def show(self, done: int, running: int, failed: int) -> None:
         now = time.monotonic()
-        if (done, running, failed) == self.last and now - self.printed_at < self.heartbeat and not final:
+        if (done, running, failed) == self.last and now - self.printed_at < self.heartbeat:
             return
         queued = self.total - done - running - failed
         finished_here = done - self.first_done
@@ -65,7 +65,8 @@ def run_tasks(stage: str, function: Callable[..., Any], calls: Mapping[str, Sequ
         if on_result is not None:
             on_result(key, result)
 
-    if not calls:
+    if not calls:   # everything was done before: say so once
+        progress.show(already_done, 0, 0)
         return outcome
     if not ray.is_initialized():
         for key, args in calls.items():
@@ -74,7 +75,7 @@ def run_tasks(stage: str, function: Callable[..., Any], calls: Mapping[str, Sequ
                 finished(key, function(*args))
             except Exception as error:  # noqa: BLE001 - a failed task is reported, the stage goes on
                 outcome.failed[key] = reason(key, error)
-        progress.show(already_done + len(outcome.results), 0, len(outcome.failed), final=True)
+        progress.show(already_done + len(outcome.results), 0, len(outcome.failed))
         return outcome
 
     from pipeline.cluster import check_fits
@@ -95,7 +96,7 @@ def run_tasks(stage: str, function: Callable[..., Any], calls: Mapping[str, Sequ
         running = _running(board)
         running = len(pending) if running is None else min(running, len(pending))
         progress.show(already_done + len(outcome.results), running, len(outcome.failed))
-    progress.show(already_done + len(outcome.results), 0, len(outcome.failed), final=True)
+    progress.show(already_done + len(outcome.results), 0, len(outcome.failed))
     ray.kill(board)
     return outcome
 

@@ -3,8 +3,12 @@ the numbers it rests on and the checks computed from ours; how they are judged i
 """
 from __future__ import annotations
 
+import math
+from typing import Any, Iterator, Sequence
+
+from pipeline.errors import ConfigError
 from pipeline.paper.results import Setting
-from pipeline.paper.verdicts import Attacked, Check, Claim, Evaluated, Number, Transferred
+from pipeline.paper.verdicts import Attacked, Check, Claim, Evaluated, Number, Quantity, Transferred
 
 # The paper's settings (each option of conf/paper/ trains one of them).
 MAXOUT_240 = (("model.units", 240), ("model.pieces", 5))
@@ -45,9 +49,20 @@ def helps_less_than_adversarial_training(regularized: Setting, baseline: Setting
     return 0.5 * error(baseline) + 0.5 * error(MAXOUT_ADVERSARIAL) < error(regularized)
 
 
+def strongest(setting: Setting) -> Number:
+    """The strongest evaluation attack's error at ε=.25 (evaluations.csv: per example, fooled by any attack of
+    `evaluation.attacks`), beside a claim that a model resists FGSM: a gap to its FGSM error is gradient masking."""
+    return Number(Evaluated(setting, "strongest", what="error under the strongest attack (FGSM ∪ PGD ∪ APGD)"))
+
+
+def rubbish_share(setting: Setting, metric: str = "error") -> Evaluated:
+    """Appendix A's rubbish inputs: no ε, never clipped."""
+    return Evaluated(setting, "rubbish", metric, RUBBISH if metric == "error" else "", eps=None, clip="none")
+
+
 RUBBISH = "share of N(0, I) inputs given > 50%"
 softmax_error, maxout_error, adversarial_error, rbf_error = (error(s) for s in (SOFTMAX, MAXOUT, MAXOUT_ADVERSARIAL, RBF))
-rubbish = {s: Evaluated(s, "rubbish", "error", RUBBISH) for s in (MAXOUT, SOFTMAX, RBF)}
+rubbish = {s: rubbish_share(s) for s in (MAXOUT, SOFTMAX, RBF)}
 L1_TOO_LARGE, L1_SMALL = maxout_l1(0.0025), maxout_l1(0.0001)
 
 CLAIMS: tuple[Claim, ...] = (
@@ -65,15 +80,15 @@ CLAIMS: tuple[Claim, ...] = (
                                                                           0.0084, 0.003)),
           (Attacked(MAXOUT_ADVERSARIAL, "clean_error") < Attacked(MAXOUT, "clean_error"),)),
     Claim("Adversarial training cuts maxout's FGSM error by more than half",
-          (Number(maxout_error, 0.894), Number(adversarial_error, 0.179)), (adversarial_error < 0.5 * maxout_error,),
-          note="the paper's 17.9% is its 1600-unit model"),
+          (Number(maxout_error, 0.894), Number(adversarial_error, 0.179), strongest(MAXOUT_ADVERSARIAL)),
+          (adversarial_error < 0.5 * maxout_error,), note="the paper's 17.9% is its 1600-unit model"),
     Claim("The adversarially trained maxout is still confident on its mistakes",
           (Number(Attacked(MAXOUT_ADVERSARIAL, "confidence_wrong"), 0.814),),
           (0.5 < Attacked(MAXOUT_ADVERSARIAL, "confidence_wrong"),)),
     Claim("The 1600-unit maxout: adversarial training lowers clean error; FGSM error 17.9%",
           (Number(Attacked(MAXOUT_1600, "clean_error"), 0.0114, 0.003),
            Number(Attacked(MAXOUT_1600_ADVERSARIAL, "clean_error"), 0.00782, 0.003),
-           Number(error(MAXOUT_1600_ADVERSARIAL), 0.179)),
+           Number(error(MAXOUT_1600_ADVERSARIAL), 0.179), strongest(MAXOUT_1600_ADVERSARIAL)),
           (Attacked(MAXOUT_1600_ADVERSARIAL, "clean_error") < Attacked(MAXOUT_1600, "clean_error"),
            error(MAXOUT_1600_ADVERSARIAL) < 0.5 * error(MAXOUT_1600)),
           note="the paper stops early on adversarial validation error and averages 5 runs"),
@@ -138,3 +153,33 @@ LEFT_OUT: tuple[str, ...] = (
     "Ensembles have 12 members in the paper and experiment=goodfellow2015, 4 in goodfellow2015_cpu.",
 )
 
+
+# --- what a sweep must measure for the claims -------------------------------------------------------------------
+
+def quantities(claims: Sequence[Claim] = CLAIMS) -> Iterator[Quantity]:
+    """Every quantity the claims read: their numbers and the terms of their checks."""
+    for claim in claims:
+        yield from (number.ours for number in claim.numbers)
+        for check in claim.checks:
+            yield from (q for expr in (check.smaller, check.larger) for q, _ in expr.terms)
+
+
+def check_epsilons(cfg: Any, jobs: Sequence[Any], claims: Sequence[Claim] = CLAIMS) -> None:
+    """Refuse a paper experiment (a grid over `+paper` options) in which a job of a claim's setting lacks the ε the
+    claim reads: its own eval.epsilons, or the sweep's evaluation.epsilons / transfer.epsilons when those stages
+    run. Other sweeps are judged as they are: such a claim says NOT RUN with that reason."""
+    if not any(o.startswith("+paper=") for job in jobs for o in job.overrides):
+        return
+    for quantity in dict.fromkeys(quantities(claims)):
+        if (need := quantity.needs()) is None:
+            continue
+        key, eps = need
+        section = key.split(".")[0]
+        if section != "eval" and not cfg[section].enabled:
+            continue
+        for job in jobs:
+            if any(setting.matches(job.config) for setting in quantity.settings):
+                held = job.config["eval"]["epsilons"] if section == "eval" else cfg[section].epsilons
+                if not any(math.isclose(eps, float(e), abs_tol=1e-9) for e in held):
+                    raise ConfigError(f"{key}={list(held)} lacks ε={eps:g}, which the paper's claims read for "
+                                      f"{quantity.settings[0].name} (sweep {cfg.sweep.name}); add it")

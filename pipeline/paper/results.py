@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -19,16 +19,18 @@ class Results:
     summary: pd.DataFrame
     transfer: pd.DataFrame = field(default_factory=pd.DataFrame)
     evaluations: pd.DataFrame = field(default_factory=pd.DataFrame)
+    transfer_settings: pd.DataFrame = field(default_factory=pd.DataFrame)   # transfer per setting, over seeds
 
     @classmethod
     def of(cls, configs: Mapping[str, Mapping[str, Any]], summary: pd.DataFrame,
-           transfer: pd.DataFrame | None = None, evaluations: pd.DataFrame | None = None) -> "Results":
+           transfer: pd.DataFrame | None = None, evaluations: pd.DataFrame | None = None,
+           transfer_settings: pd.DataFrame | None = None) -> "Results":
         """From the resolved configs of the complete jobs (job id -> config) and the stages' tables."""
         rows = [{"job_id": job, "seed": config.get("seed"), "data": config["data"]["name"], "config": config}
                 for job, config in configs.items()]
         jobs = pd.DataFrame(rows, columns=["job_id", "seed", "data", "config"])
-        return cls(jobs, summary, transfer if transfer is not None else pd.DataFrame(),
-                   evaluations if evaluations is not None else pd.DataFrame())
+        tables = [t if t is not None else pd.DataFrame() for t in (transfer, evaluations, transfer_settings)]
+        return cls(jobs, summary, *tables)
 
     @property
     def datasets(self) -> list[str]:
@@ -46,6 +48,11 @@ def lookup(config: Mapping[str, Any], dotted: str) -> Any:
             return None
         value = value[key]
     return value
+
+
+def clip_name(clip: Sequence[float] | None) -> str:
+    """How evaluations.csv names a clipping: "none" (the paper's unclipped attack) or e.g. "0-1"."""
+    return "none" if clip is None else f"{clip[0]:g}-{clip[1]:g}"
 
 
 def same(value: Any, wanted: Any) -> bool:

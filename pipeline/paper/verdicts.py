@@ -7,10 +7,12 @@ and qualitative checks (`Check`: one linear expression of our quantities below a
 
 - on any data: the checks. A quantity is a mean over the jobs of its setting (one per seed) with a 95%
   t-interval; a check PASSes when the interval of (larger − smaller) lies above 0, FAILs when it lies below 0,
-  and is UNCLEAR when it holds 0 (one seed: the means decide);
+  and is UNCLEAR when it holds 0. When a term has no interval (one seed), neither has the difference: the means
+  decide, and the verdict says so ("PASS (1 seed)", "FAIL (1 seed)");
 - on the paper's own data set (full MNIST; CIFAR-10 for the conv net) each of our means must also lie within
-  its number's band of the paper's;
-- any FAIL fails the claim, then UNCLEAR, then NOT RUN (the sweep has no job of a setting a check needs).
+  its number's band of the paper's ("(1 seed)" again when a mean is one seed's);
+- any FAIL fails the claim, then UNCLEAR, then NOT RUN with its reason (the sweep has no job of a setting a check
+  needs, or did not measure the ε or clipping it reads: "NOT RUN (ε=0.25 not in eval.epsilons)").
 """
 from __future__ import annotations
 
@@ -20,10 +22,40 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from pipeline.paper.results import Results, Setting
+from pipeline.paper.results import Results, Setting, clip_name, lookup
 from pipeline.stats import Estimate, estimate, percent
 
 PASS, FAIL, UNCLEAR, NOT_RUN = "PASS", "FAIL", "UNCLEAR", "NOT RUN"
+VERDICTS = (PASS, FAIL, UNCLEAR, NOT_RUN)
+ONE_SEED = " (1 seed)"      # a PASS or FAIL decided by means without an interval
+OWN_CLIP = "own"            # Evaluated: the clipping of the job's own attack (as its summary.csv curve)
+
+
+def verdict_word(verdict: str) -> str:
+    """PASS, FAIL, UNCLEAR or NOT RUN, without the qualifier ("PASS (1 seed)" -> "PASS")."""
+    return verdict.split(" (", 1)[0]
+
+
+def no_job(setting: Setting, results: Results, data: str) -> str:
+    """Why a setting has no values: "" when the sweep has jobs of it on `data`."""
+    return "" if results.job_ids(setting, data) else f"the sweep has no {setting.name} job"
+
+
+def select(frame: pd.DataFrame, steps: Sequence[tuple[str, Any]]) -> tuple[pd.DataFrame, str]:
+    """frame filtered by each (reason, row mask function) in turn; the reason of the step that left no row."""
+    for reason, keep in steps:
+        if not frame.empty:
+            frame = frame[keep(frame)]
+        if frame.empty:
+            return frame, reason
+    return frame, ""
+
+
+def one_per_job(rows: pd.DataFrame, metric: str, label: str) -> pd.Series:
+    """metric by job_id; several rows of one job would make the number depend on row order."""
+    if rows["job_id"].duplicated().any():
+        raise ValueError(f"{label}: several rows per job after selecting ε and clipping")
+    return pd.Series(rows[metric].to_numpy(), index=rows["job_id"].to_numpy(), dtype=float)
 
 
 # --- our quantities and the expressions checks compare ----------------------------------------------------------
@@ -33,7 +65,22 @@ class Quantity:
 
     label: str
 
+    def rows(self, results: Results, data: str) -> tuple[pd.DataFrame, str]:
+        """This quantity's rows of its stage's table, and why there are none when there are none."""
+        raise NotImplementedError
+
     def values(self, results: Results, data: str) -> pd.Series:
+        raise NotImplementedError
+
+    def missing(self, results: Results, data: str) -> str:
+        return self.rows(results, data)[1]
+
+    def needs(self) -> tuple[str, float] | None:
+        """The sweep key whose list of ε must hold an ε for this quantity to be measured, and that ε."""
+        return None
+
+    @property
+    def settings(self) -> tuple[Setting, ...]:
         raise NotImplementedError
 
     def estimate(self, results: Results, data: str) -> Estimate | None:
@@ -84,14 +131,28 @@ class Attacked(Quantity):
         at = f" (ε={self.eps:g})" if self.metric in PER_EPS and self.eps != 0.25 else ""
         return f"{self.setting.name}: {METRICS[self.metric]}{at}"
 
+    @property
+    def settings(self) -> tuple[Setting, ...]:
+        return (self.setting,)
+
+    def needs(self) -> tuple[str, float] | None:
+        return ("eval.epsilons", self.eps) if self.metric in PER_EPS else None
+
+    def rows(self, results: Results, data: str) -> tuple[pd.DataFrame, str]:
+        if reason := no_job(self.setting, results, data):
+            return pd.DataFrame(), reason
+        ids = results.job_ids(self.setting, data)
+        at_eps = ((f"ε={self.eps:g} not in eval.epsilons", lambda r: matches_eps(r, self.eps)),)
+        return select(results.summary, (("no job of it is complete", lambda r: r["job_id"].isin(ids)),
+                                        *(at_eps if self.metric in PER_EPS else ())))
+
     def values(self, results: Results, data: str) -> pd.Series:
-        summary = results.summary
-        if summary.empty:
+        rows, _ = self.rows(results, data)
+        if rows.empty:
             return pd.Series(dtype=float)
-        rows = summary[summary["job_id"].isin(results.job_ids(self.setting, data))]
-        if self.metric in PER_EPS:
-            rows = rows[matches_eps(rows, self.eps)]
-        return rows.groupby("job_id")[self.metric].first()
+        if self.metric not in PER_EPS:   # per job, the same on every ε row
+            rows = rows.drop_duplicates("job_id")
+        return one_per_job(rows, self.metric, self.label)
 
 
 @dataclass(frozen=True, eq=True)
@@ -109,39 +170,76 @@ class Transferred(Quantity):
                 "agreement_source_wrong": "agreement with the source's mistakes"}[self.metric]
         return f"{self.target.name}: {what} on {self.source.name}'s examples"
 
-    def values(self, results: Results, data: str) -> pd.Series:
-        transfer = results.transfer
-        if transfer.empty:
-            return pd.Series(dtype=float)
+    @property
+    def settings(self) -> tuple[Setting, ...]:
+        return self.source, self.target
+
+    def needs(self) -> tuple[str, float] | None:
+        return "transfer.epsilons", self.eps
+
+    def rows(self, results: Results, data: str) -> tuple[pd.DataFrame, str]:
+        if reason := no_job(self.source, results, data) or no_job(self.target, results, data):
+            return pd.DataFrame(), reason
         seeds = dict(zip(results.jobs["job_id"], results.jobs["seed"]))
         sources, targets = results.job_ids(self.source, data), results.job_ids(self.target, data)
-        rows = transfer[transfer["source"].isin(sources) & transfer["target"].isin(targets)
-                        & matches_eps(transfer, self.eps)]
-        paired = [seeds[s] == seeds[t] and s != t for s, t in zip(rows["source"], rows["target"])]
-        rows = rows[pd.Series(paired, index=rows.index, dtype=bool)]
+
+        def paired(rows: pd.DataFrame) -> pd.Series:
+            same_seed = [seeds[s] == seeds[t] and s != t for s, t in zip(rows["source"], rows["target"])]
+            return pd.Series(same_seed, index=rows.index, dtype=bool)
+
+        return select(results.transfer, (
+            ("the transfer stage has no pair of them", lambda r: r["source"].isin(sources) & r["target"].isin(targets)),
+            (f"ε={self.eps:g} not in transfer.epsilons", lambda r: matches_eps(r, self.eps)),
+            ("no pair of jobs of one seed", paired)))
+
+    def values(self, results: Results, data: str) -> pd.Series:
+        rows, _ = self.rows(results, data)
+        if rows.empty:
+            return pd.Series(dtype=float)
         return pd.Series(rows[self.metric].to_numpy(), index=rows["source"] + ">" + rows["target"], dtype=float)
 
 
 @dataclass(frozen=True, eq=True)
 class Evaluated(Quantity):
-    """A number of evaluations.csv (pipeline.evaluations): an extra attack or test of each job."""
+    """A number of evaluations.csv (pipeline.stages.evaluate): an extra attack or test of each job, at ε with a
+    clipping: by default the clipping of the job's own attack, so that it sits beside the job's FGSM numbers."""
 
     setting: Setting
-    evaluation: str             # fgsm, pgd, ..., rubbish, one_member
+    evaluation: str             # fgsm, pgd, apgd, strongest, ..., rubbish, one_member
     metric: str = "error"
     what: str = ""              # how the report names it
+    eps: float | None = 0.25    # None: an evaluation without ε (rubbish inputs)
+    clip: str = OWN_CLIP        # or a clipping as evaluations.csv names it: "none", "0-1"
 
     @property
     def label(self) -> str:
         return f"{self.setting.name}: {self.what or self.evaluation + ' ' + self.metric}"
 
+    @property
+    def settings(self) -> tuple[Setting, ...]:
+        return (self.setting,)
+
+    def needs(self) -> tuple[str, float] | None:
+        return None if self.eps is None else ("evaluation.epsilons", self.eps)
+
+    def rows(self, results: Results, data: str) -> tuple[pd.DataFrame, str]:
+        if reason := no_job(self.setting, results, data):
+            return pd.DataFrame(), reason
+        ids = results.job_ids(self.setting, data)
+        own = {job: clip_name(lookup(config, "attack.clip")) for job, config in zip(results.jobs["job_id"],
+                                                                                      results.jobs["config"])}
+        clip_text = "the job's own clipping" if self.clip == OWN_CLIP else f"clip {self.clip}"
+        return select(results.evaluations, (
+            ("the evaluation stage has no row of it", lambda r: r["job_id"].isin(ids)),
+            (f"evaluations.csv has no {self.evaluation}", lambda r: r["evaluation"] == self.evaluation),
+            (f"ε={self.eps:g} not in evaluation.epsilons" if self.eps is not None else "no row without ε",
+             lambda r: r["eps"].isna() if self.eps is None else matches_eps(r, self.eps)),
+            (f"{clip_text} not in evaluation.clips",
+             lambda r: r["clip"] == (r["job_id"].map(own) if self.clip == OWN_CLIP else self.clip))))
+
     def values(self, results: Results, data: str) -> pd.Series:
-        evaluations = results.evaluations
-        if evaluations.empty:
-            return pd.Series(dtype=float)
-        rows = evaluations[evaluations["job_id"].isin(results.job_ids(self.setting, data))
-                           & (evaluations["evaluation"] == self.evaluation)]
-        return rows.groupby("job_id")[self.metric].first()
+        rows, _ = self.rows(results, data)
+        return pd.Series(dtype=float) if rows.empty else one_per_job(rows, self.metric, self.label)
 
 
 @dataclass(frozen=True)
@@ -175,14 +273,17 @@ class Expr:
         return Check(as_expr(other), self)
 
     def estimate(self, results: Results, data: str) -> Estimate | None:
+        """Mean and 95% half-width; the half-width is NaN when any term has none (one seed is not exact)."""
         parts = [(q.estimate(results, data), c) for q, c in self.terms if c != 0]
         if any(part is None for part, _ in parts):
             return None
         mean = self.constant + sum(c * part.mean for part, c in parts)
-        halves = [c * part.half for part, c in parts if not math.isnan(part.half)]
-        single = len(halves) < len(parts)
-        half = float("nan") if single and not halves else math.sqrt(sum(h * h for h in halves))
+        half = math.sqrt(sum((c * part.half) ** 2 for part, c in parts))   # NaN propagates
         return Estimate(mean, half, min((part.n for part, _ in parts), default=0))
+
+    def missing(self, results: Results, data: str) -> str:
+        """Why the expression has no estimate: the reason of its first term without values."""
+        return next((reason for q, c in self.terms if c != 0 and (reason := q.missing(results, data))), "")
 
     def text(self) -> str:
         words = [q.label if c == 1 else f"{c:g} × [{q.label}]" for q, c in self.terms if c != 0]
@@ -210,10 +311,18 @@ class Check:
         return f"{self.smaller.text()} < {self.larger.text()}"
 
     def verdict(self, results: Results, data: str) -> str:
-        difference = (self.larger - self.smaller).estimate(results, data)
+        expression = self.larger - self.smaller
+        difference = expression.estimate(results, data)
         if difference is None:
-            return NOT_RUN
+            return not_run(expression.missing(results, data))
+        if math.isnan(difference.half):   # a term of one seed: the means decide, and the verdict says so
+            return (PASS + ONE_SEED if difference.mean > 0 else FAIL + ONE_SEED if difference.mean < 0
+                    else UNCLEAR)
         return PASS if difference.low > 0 else FAIL if difference.high < 0 else UNCLEAR
+
+
+def not_run(reason: str) -> str:
+    return f"{NOT_RUN} ({reason})" if reason else NOT_RUN
 
 
 # --- the claims -------------------------------------------------------------------------------------------------
@@ -242,11 +351,16 @@ class Claim:
 
 
 def combine(verdicts: Sequence[str]) -> str:
-    """One verdict for several checks: any FAIL fails; then UNCLEAR; then NOT RUN; else PASS."""
-    for verdict in (FAIL, UNCLEAR, NOT_RUN):
-        if verdict in verdicts:
-            return verdict
-    return PASS
+    """One verdict for several checks: any FAIL fails (one with an interval before a one-seed FAIL); then UNCLEAR;
+    then NOT RUN (with the first reason); else PASS, "PASS (1 seed)" when any check passed on one seed."""
+    by_word = {word: [v for v in verdicts if verdict_word(v) == word] for word in VERDICTS}
+    if by_word[FAIL]:
+        return FAIL if FAIL in by_word[FAIL] else by_word[FAIL][0]
+    if by_word[UNCLEAR]:
+        return UNCLEAR
+    if by_word[NOT_RUN]:
+        return by_word[NOT_RUN][0]
+    return PASS if all(v == PASS for v in verdicts) else PASS + ONE_SEED
 
 
 def band_verdict(claim: Claim, estimates: Sequence[Estimate | None]) -> tuple[str, str]:
@@ -254,7 +368,8 @@ def band_verdict(claim: Claim, estimates: Sequence[Estimate | None]) -> tuple[st
     if not compared:
         return NOT_RUN, ""
     test = "; ".join(f"|ours − paper| ≤ {100 * n.band:g} pts" for n, _ in compared)
-    return (PASS if all(abs(e.mean - n.paper) <= n.band for n, e in compared) else FAIL), test
+    verdict = PASS if all(abs(e.mean - n.paper) <= n.band for n, e in compared) else FAIL
+    return verdict + (ONE_SEED if any(math.isnan(e.half) for _, e in compared) else ""), test
 
 
 def assess(claim: Claim, results: Results, data: str) -> dict[str, str] | None:
@@ -285,10 +400,19 @@ def paper_text(claim: Claim) -> str:
 
 
 def claims_table(results: Results, claims: Sequence[Claim]) -> pd.DataFrame:
-    """One row per claim and data set it was measured on; one NOT RUN row for a claim measured nowhere."""
+    """One row per claim and data set it was measured on; one NOT RUN row, with its reason, for a claim measured
+    nowhere."""
     rows = []
     for claim in claims:
         measured = [row for data in results.datasets if (row := assess(claim, results, data)) is not None]
         rows += measured or [{"claim": claim.text, "paper": paper_text(claim), "ours (mean ± 95% interval)": "not run",
-                              "seeds": "0", "data": "–", "test": "", "verdict": NOT_RUN}]
+                              "seeds": "0", "data": "–", "test": "", "verdict": not_run(why_not_run(claim, results))}]
     return pd.DataFrame(rows)
+
+
+def why_not_run(claim: Claim, results: Results) -> str:
+    """The first reason a number of the claim has no values, preferring a missing ε or clipping over a missing
+    setting (the more specific: the sweep ran the setting but not at the claim's ε)."""
+    reasons = [n.ours.missing(results, data) for data in results.datasets or [claim.data] for n in claim.numbers]
+    specific = [r for r in reasons if r and not r.startswith("the sweep has no")]
+    return next(iter(specific or [r for r in reasons if r]), "")

@@ -3,6 +3,7 @@ evaluations.csv, and the paper's figures, as report.md and report.html (one Docu
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -10,7 +11,7 @@ import pandas as pd
 
 from pipeline.paper.claims import CLAIMS, LEFT_OUT
 from pipeline.paper.results import Results
-from pipeline.paper.verdicts import FAIL, NOT_RUN, PASS, UNCLEAR, claims_table
+from pipeline.paper.verdicts import FAIL, NOT_RUN, ONE_SEED, PASS, UNCLEAR, claims_table
 from pipeline.report.document import Document
 from pipeline.report.plots import plot_curves, plot_examples, plot_transfer
 from pipeline.stats import percent
@@ -27,30 +28,25 @@ def leaks_labels(rows: pd.DataFrame) -> pd.Series:
 
 
 VERDICTS = (f"Verdicts: {PASS} / {FAIL} when the 95% interval of a check's difference lies on one side of 0, "
-            f"{UNCLEAR} when it holds 0, {NOT_RUN} when this sweep has no job of a setting the claim needs. On the "
-            "paper's own data set each of our means must also lie within the stated band of the paper's number. "
-            "Checks compare means over seeds (Student's t intervals; a setting's jobs are its seeds). The paper's "
-            "numbers are on full MNIST (CIFAR-10 for the conv net) with its unclipped FGSM.")
-
-
-def transfer_by_setting(transfer: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
-    """The transfer table averaged over seeds per (source setting, target setting, ε), pairing jobs of one seed
-    (so that a setting against itself is the white-box attack)."""
-    jobs = summary.drop_duplicates("job_id").set_index("job_id")
-    frame = transfer[transfer["source"].isin(jobs.index) & transfer["target"].isin(jobs.index)].copy()
-    frame = frame[jobs.loc[frame["source"], "seed"].to_numpy() == jobs.loc[frame["target"], "seed"].to_numpy()]
-    frame["source"], frame["target"] = jobs.loc[frame["source"], "setting"].to_numpy(), jobs.loc[frame["target"], "setting"].to_numpy()
-    columns = ["error", "agreement_both_wrong", "agreement_source_wrong", "confidence"]
-    return frame.groupby(["source", "target", "eps"], as_index=False)[columns].mean()
+            f"{UNCLEAR} when it holds 0, {NOT_RUN} (with the reason) when this sweep has no job of a setting the "
+            "claim needs or did not measure the ε it reads. A quantity of one seed has no interval, so neither has a "
+            f"difference it enters: its means decide and the verdict says so, {PASS}{ONE_SEED} or {FAIL}{ONE_SEED} "
+            "(run more seeds to judge it). On the paper's own data set each of our means must also lie within the "
+            "stated band of the paper's number. Checks compare means over seeds (Student's t intervals; a setting's "
+            "jobs are its seeds). The paper's numbers are on full MNIST (CIFAR-10 for the conv net) with its "
+            "unclipped FGSM. A claim that a model resists FGSM also shows its error under the strongest attack of "
+            "the honest evaluation (FGSM, PGD and APGD-CE per example, the job's own clipping); the check is FGSM's.")
 
 
 def attack_table(summary: pd.DataFrame, evaluations: pd.DataFrame, clip: str, eps: float) -> pd.DataFrame:
-    """Per setting: clean error and each evaluation attack's error at ε (mean over seeds), and which attacks
-    show adversarial accuracy above clean accuracy on some job (label leaking)."""
+    """Per setting: clean error and each evaluation attack's error at ε (mean over seeds), in the order of
+    evaluations.csv (the attacks as configured, then `strongest`), and which attacks show adversarial accuracy
+    above clean accuracy on some job (label leaking)."""
     settings = summary.drop_duplicates("job_id").set_index("job_id")["setting"]
     rows = evaluations[(evaluations["clip"] == clip) & ((evaluations["eps"] - eps).abs() < 1e-9)].copy()
     rows["setting"] = settings.reindex(rows["job_id"]).to_numpy()
-    table = rows.pivot_table(index="setting", columns="evaluation", values="error").map(percent)
+    table = rows.pivot_table(index="setting", columns="evaluation", values="error")
+    table = table[list(dict.fromkeys(rows["evaluation"]))].map(percent)
     table.insert(0, "clean error", rows.groupby("setting")["clean_error"].mean().map(percent))
     leaking = rows[leaks_labels(rows)].groupby("setting")["evaluation"].agg(lambda names: ", ".join(sorted(set(names))))
     table["label leaking ⚑"] = leaking.reindex(table.index).fillna("")
@@ -64,11 +60,11 @@ def curve_leaks(summary: pd.DataFrame) -> list[str]:
 
 
 def claims_section(doc: Document, results: Results) -> None:
-    doc.heading("Paper vs this run")
     table = claims_table(results, CLAIMS)
+    doc.tally(table["verdict"])          # before the first heading: the counts open the report
+    doc.heading("Paper vs this run")
     doc.table(table)
-    counts = table["verdict"].value_counts()
-    doc.text(", ".join(f"{counts.get(v, 0)} {v}" for v in (PASS, FAIL, UNCLEAR, NOT_RUN)) + ". " + VERDICTS)
+    doc.text(VERDICTS)
     doc.text("Not reproduced: " + " ".join(LEFT_OUT))
 
 
@@ -76,10 +72,13 @@ def honest_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFra
     doc.heading("Honest evaluation: stronger attacks, clipping, predicted labels")
     doc.text("Error rates at ε on the test set, mean over seeds. fgsm: true labels; fgsm_predicted_labels: crafted "
              "with the model's own predictions (no label leaking); fgsm_random_start: a uniform random start in the "
-             "ε-ball, then one signed-gradient step; pgd: projected gradient ascent with random restarts (an example "
-             "counts as fooled when PGD or FGSM fools it). A gap between FGSM and PGD on an adversarially trained "
-             "model is gradient masking. ⚑ marks attacks under which some job's error falls below its clean error "
-             "(adversarial accuracy above clean accuracy: label leaking).")
+             "ε-ball, then one signed-gradient step; pgd: projected gradient ascent from a random start; apgd: "
+             "APGD-CE (Croce & Hein 2020, AutoAttack's first attack: momentum, a step size that halves where the "
+             "cost stalls); strongest: per job, an example counts as fooled when any of these attacks fooled it "
+             "(the per-example union, so at least the largest of the job's error rates), then the mean over seeds. "
+             "strongest above fgsm on an adversarially trained model is gradient masking: FGSM overstates its "
+             "robustness. ⚑ marks attacks under which some job's error falls below its clean error (adversarial "
+             "accuracy above clean accuracy: label leaking).")
     attacks = evaluations[~evaluations["evaluation"].isin(["rubbish", "one_member"])]
     for clip in sorted(attacks["clip"].unique(), key=lambda c: c != "none"):
         for eps in sorted(attacks["eps"].dropna().unique()):
@@ -89,29 +88,60 @@ def honest_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFra
     doc.text("⚑ Own FGSM curves with error below clean error at some ε: " + (", ".join(leaks) if leaks else "none") + ".")
 
 
-def transfer_section(doc: Document, transfer: pd.DataFrame, summary: pd.DataFrame, plots: Path) -> None:
+def transfer_section(doc: Document, table: pd.DataFrame, plots: Path) -> None:
+    """Per setting, not per job: heatmaps of the transfer error (and agreement) averaged over seeds, and one row
+    per crafting setting, so that the section stays legible with dozens of settings."""
     doc.heading("Transfer")
     doc.text("Rows: the setting the examples were crafted on; columns: the setting that predicts them; jobs of the "
              "same seed, averaged over seeds (the diagonal is the white-box attack). Agreement: how often the target "
-             "predicts the source's wrong class, over examples both misclassify. transfer.csv has every pair of jobs.")
-    table = transfer_by_setting(transfer, summary)
+             "predicts the source's wrong class, over examples both misclassify. transfer_settings.csv has every "
+             "pair of settings with its 95% interval, transfer.csv every pair of jobs.")
     top = table["eps"].max()
     for eps, value in [(e, "error") for e in sorted(table["eps"].unique()) if e > 0] + [(top, "agreement_both_wrong")]:
         name = f"transfer_eps{eps:g}.png" if value == "error" else f"transfer_agreement_eps{eps:g}.png"
         plot_transfer(table, eps, plots / name, value)
         doc.image(f"{PLOTS}/{name}", f"transfer {value.replace('_', ' ')} at ε={eps:g}")
+    doc.text(f"At ε={top:g}, per crafting setting: its white-box error (on its own models), and the error it causes "
+             "on the other settings' models (mean over those settings, and the one it fools most and least).")
+    doc.table(transfer_summary(table[table["eps"] == top]))
+
+
+def transfer_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per source setting of the per-setting transfer table at one ε."""
+    rows = []
+    for source, group in table.groupby("source"):
+        own, others = group[group["target"] == source], group[group["target"] != source].sort_values("error")
+        white_box = own["error"].iloc[0] if len(own) else float("nan")
+        half = own["error_half"].iloc[0] if len(own) else float("nan")
+        rows.append({"crafted on": source, "white-box error": with_interval(white_box, half),
+                     "on other settings (mean)": percent(others["error"].mean()) if len(others) else "–",
+                     "fools most": f"{others['target'].iloc[-1]} ({percent(others['error'].iloc[-1])})" if len(others) else "–",
+                     "fools least": f"{others['target'].iloc[0]} ({percent(others['error'].iloc[0])})" if len(others) else "–",
+                     "seeds": int(group["seeds"].max())})
+    return pd.DataFrame(rows)
+
+
+def with_interval(mean: float, half: float) -> str:
+    return percent(mean) if math.isnan(half) else f"{100 * mean:.1f} ± {100 * half:.1f}%"
 
 
 def write_report(sweep_dir: Path, name: str, results: Results, failed: dict[str, str],
-                 examples: dict[str, tuple[list, list[str]]], figures: Sequence["Drawn"] = ()) -> Path:
-    """Plots under plots/, then report.md and report.html in the sweep directory; returns report.html."""
-    summary, transfer, evaluations = results.summary, results.transfer, results.evaluations
+                 examples: dict[str, tuple[list, list[str]]], figures: Sequence["Drawn"] = (),
+                 stale: Sequence[str] = ()) -> Path:
+    """Plots under plots/, then report.md and report.html in the sweep directory; returns report.html. `stale`:
+    the settings of complete jobs made by other code than the sweep's (one entry per job)."""
+    summary, evaluations = results.summary, results.evaluations
     plots = sweep_dir / PLOTS
     plots.mkdir(parents=True, exist_ok=True)
     doc = Document(f"Harness sweep '{name}'")
     doc.text(f"{summary['job_id'].nunique() if not summary.empty else 0} complete jobs, {len(failed)} failed. "
              "Errors are test-set error rates under FGSM at each ε; confidence is the mean probability of the "
              "predicted class.")
+    if stale:
+        counts = pd.Series(list(stale)).value_counts()
+        doc.text(f"⚠ {len(stale)} of these jobs were made by other code than this sweep's (pipeline/provenance.py): "
+                 + ", ".join(f"{setting} ×{count}" for setting, count in counts.items())
+                 + ". Their results are included; `python -m jobs.sweep rerun=stale <same arguments>` retrains them.")
     if not summary.empty:
         claims_section(doc, results)
     if failed:
@@ -132,8 +162,8 @@ def write_report(sweep_dir: Path, name: str, results: Results, failed: dict[str,
         doc.heading("The paper's figures")
         for figure in figures:
             doc.image(f"{PLOTS}/{figure.file}", figure.caption)
-    if not transfer.empty:
-        transfer_section(doc, transfer, summary, plots)
+    if not results.transfer_settings.empty:
+        transfer_section(doc, results.transfer_settings, plots)
     if examples:
         doc.heading("Adversarial examples")
         labels = dict(zip(summary["job_id"], summary["setting"]))
@@ -147,5 +177,5 @@ def _save(sweep_dir: Path, doc: Document) -> Path:
     from pipeline.store import atomic_write
 
     atomic_write(sweep_dir / "report.md", lambda tmp: tmp.write_text(doc.markdown()))
-    atomic_write(sweep_dir / "report.html", lambda tmp: tmp.write_text(doc.html()))
+    atomic_write(sweep_dir / "report.html", lambda tmp: tmp.write_text(doc.html(sweep_dir)))   # plots embedded
     return sweep_dir / "report.html"

@@ -70,15 +70,19 @@ def plot_curves(summary: pd.DataFrame, column: str, path: Path, ylabel: str) -> 
 
 
 def plot_transfer(table: pd.DataFrame, eps: float, path: Path, value: str = "error") -> None:
+    """A heatmap of one measure per (source setting, target setting) at ε; cells carry their percentage while they
+    are large enough to read it (up to 16 settings), and the figure grows with the settings (30 stay legible)."""
     plt = pyplot()
     cell = table[table["eps"] == eps].pivot_table(index="source", columns="target", values=value)
     order = sorted(set(cell.index) | set(cell.columns))   # same setting order on both axes
     cell = cell.reindex(index=order, columns=order)
-    fig, ax = plt.subplots(figsize=(1.6 + 0.6 * len(order), 1.2 + 0.5 * len(order)))
+    size = 0.6 if len(order) <= 16 else 0.32
+    fig, ax = plt.subplots(figsize=(2.5 + size * len(order), 2.0 + size * 0.85 * len(order)))
     picture = ax.imshow(cell.values, vmin=0, vmax=1, cmap="magma")
-    ax.set_xticks(range(len(order)), order, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(len(order)), order, fontsize=7)
-    for (i, j), number in pd.DataFrame(cell.values).stack().items():
+    labels = 7 if len(order) <= 16 else 5
+    ax.set_xticks(range(len(order)), order, rotation=45, ha="right", fontsize=labels)
+    ax.set_yticks(range(len(order)), order, fontsize=labels)
+    for (i, j), number in pd.DataFrame(cell.values).stack().items() if len(order) <= 16 else ():
         ax.text(j, i, f"{100 * number:.0f}", ha="center", va="center", fontsize=6,
                 color="white" if number < 0.6 else "black")
     ax.set(xlabel="target (predicts)", ylabel="source (crafts)", title=f"transfer {value.replace('_', ' ')} at ε={eps:g}")

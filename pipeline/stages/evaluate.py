@@ -4,8 +4,11 @@ rubbish inputs and, for ensembles, FGSM crafted on one member.
 Rows of evaluations.csv: job_id, evaluation, clip, eps, error, confidence, confidence_wrong, clean_error, where
 `evaluation` is
     <attack name>   each attack of the sweep's `evaluation.attacks` (FGSM with true or predicted labels,
-                    random-start FGSM, PGD) at each of `evaluation.epsilons`, for each of `evaluation.clips`
-                    ("none": the paper's unclipped attack; "0-1": clipped to the pixel range)
+                    random-start FGSM, PGD, APGD-CE) at each of `evaluation.epsilons`, for each of
+                    `evaluation.clips` ("none": the paper's unclipped attack; "0-1": clipped to the pixel range)
+    strongest       per clipping and ε: an example counts as fooled when any of those attacks fooled it (the
+                    per-example union, AutoAttack's worst case; at least the largest of their error rates);
+                    no confidence
     rubbish         `evaluation.rubbish` inputs drawn from N(0, I) (the paper's Appendix A): error is the share
                     the model gives more than 0.5 probability on some class, confidence their mean confidence
     one_member      ensembles only: FGSM crafted on the first member and scored on the ensemble, with the job's
@@ -24,31 +27,31 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import store
 from pipeline.attacks import Clip, as_clip, predict
-from pipeline.cluster.tasks import run_tasks
 from pipeline.config import instantiate
 from pipeline.data import test_set
+from pipeline.paper.results import clip_name
 from pipeline.stages.plan import Job
-from pipeline.stages.sweep_dir import (EVALUATIONS, EVALUATIONS_META, cached_table, complete_jobs, job_dir,
-                                       log_stage, stage_settings)
+from pipeline.provenance import EVALUATION_SOURCES, fingerprint
+from pipeline.stages.sweep_dir import (EVALUATIONS, checkpoints, complete_jobs, job_dir, log_stage, part_key,
+                                       stage_failures, table_from_parts)
 
 COLUMNS = ["job_id", "evaluation", "clip", "eps", "error", "confidence", "confidence_wrong", "clean_error"]
 
 
-def clip_name(clip: Sequence[float] | None) -> str:
-    return "none" if clip is None else f"{clip[0]:g}-{clip[1]:g}"
-
-
 def attack_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Any],
                 clips: Sequence[Sequence[float] | None], epsilons: Sequence[float], batch_size: int) -> list[dict]:
-    """Each attack (a conf/attack-style config) at every ε, once per clipping."""
-    rows = []
+    """Each attack (a conf/attack-style config) at every ε, once per clipping; then `strongest` per clipping."""
+    rows, fooled = [], {}       # fooled: clip name -> [K, N], fooled by some attack
     for name, attack_config in attacks.items():
         for clip in clips:
             attack = instantiate(OmegaConf.create(dict(attack_config)), f"evaluation.attacks.{name}",
                                  clip=list(clip) if clip is not None else None)
             curve = attack.curve(model, x, y, list(epsilons), batch_size=batch_size)
             rows += [{"evaluation": name, "clip": clip_name(clip), **row} for row in curve.rows()]
-    return rows
+            fooled[clip_name(clip)] = fooled.get(clip_name(clip), curve.wrong) | curve.wrong
+    return rows + [{"evaluation": "strongest", "clip": clip, "eps": eps, "error": float(wrong.float().mean()),
+                    "confidence": float("nan"), "confidence_wrong": float("nan")}
+                   for clip, per_eps in fooled.items() for eps, wrong in zip(epsilons, per_eps)]
 
 
 def rubbish_row(model: torch.nn.Module, input_shape: Sequence[int], count: int, batch_size: int,
@@ -70,15 +73,14 @@ def one_member_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ep
     """FGSM crafted on an ensemble's first member and scored on the whole ensemble (the paper: 87.9%)."""
     from pipeline.stages.transfer import transfer_rows
 
-    rows, _ = transfer_rows("member", {"member": model.members[0], "ensemble": model}, x, y, epsilons, clip,
+    rows, _ = transfer_rows("member", model.members[0], {"ensemble": model}, x, y, epsilons, clip,
                             batch_size=batch_size)
     return [{"evaluation": "one_member", "clip": clip_name(clip), "eps": r["eps"], "error": r["error"],
-             "confidence": r["confidence"], "confidence_wrong": r["confidence_wrong"]}
-            for r in rows if r["target"] == "ensemble"]
+             "confidence": r["confidence"], "confidence_wrong": r["confidence_wrong"]} for r in rows]
 
 
-def evaluate_job(job_id: str, job_dir: str, settings: Mapping[str, Any]) -> list[dict]:
-    """Every evaluation of one job (the body of one Ray task)."""
+def evaluate_job(job_id: str, job_dir: str, settings: Mapping[str, Any]) -> dict[str, list[dict]]:
+    """Every evaluation of one job (the body of one task): {"rows": [...]}."""
     from pipeline.job import clean_scores
 
     config = store.read_config(Path(job_dir))
@@ -93,31 +95,25 @@ def evaluate_job(job_id: str, job_dir: str, settings: Mapping[str, Any]) -> list
     if hasattr(model, "members"):
         rows += one_member_rows(model, x, y, epsilons, as_clip(config["attack"].get("clip")), batch_size)
     clean_error = clean_scores(model, x, y, batch_size)[0]
-    return [{"job_id": job_id, **row, "clean_error": clean_error} for row in rows]
-
-
-def run_evaluations(job_dirs: Mapping[str, Path], settings: Mapping[str, Any], cpus: float = 1,
-                    retries: int = 2) -> list[dict]:
-    """Every job's evaluations, one task per job."""
-    calls = {job: (job, str(directory), dict(settings)) for job, directory in job_dirs.items()}
-    outcome = run_tasks("evaluation", evaluate_job, calls, cpus, settings.get("gpu", 0), retries)
-    if outcome.failed:
-        raise RuntimeError("evaluation failed for " + "; ".join(f"{k}: {v}" for k, v in outcome.failed.items()))
-    return [row for job in calls for row in outcome.results[job]]
+    return {"rows": [{"job_id": job_id, **row, "clean_error": clean_error} for row in rows]}
 
 
 def evaluation_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: bool = False) -> pd.DataFrame:
-    """evaluations.csv over the complete jobs; reused when it covers exactly these jobs. Its W&B run holds it."""
-    complete = sorted(complete_jobs(sweep_dir, jobs))
-    if not complete:
-        return pd.DataFrame(columns=COLUMNS)
-    by_id = {job.id: job for job in jobs}
-    settings = stage_settings(complete, cfg.evaluation)
-
-    def compute() -> tuple[pd.DataFrame, dict[str, Any]]:
-        rows = run_evaluations({j: job_dir(sweep_dir, by_id[j]) for j in complete}, settings, retries=cfg.retries)
-        return pd.DataFrame(rows, columns=COLUMNS), {}
-
-    table = cached_table(sweep_dir, EVALUATIONS, EVALUATIONS_META, settings, force, compute)
+    """evaluations.csv over the complete jobs, one part per job, recomputed only where the job's checkpoint, the
+    settings or this stage's code changed. Its W&B run holds the table."""
+    metrics = complete_jobs(sweep_dir, jobs)
+    settings = OmegaConf.to_container(cfg.evaluation, resolve=True)
+    gpus = settings.pop("gpu", 0)
+    settings.pop("enabled", None)
+    calls = {}
+    for job in jobs:
+        if job.id in metrics:
+            inputs = {"job": checkpoints(sweep_dir, [job.id], metrics), "code": fingerprint(EVALUATION_SOURCES),
+                      **settings}
+            calls[part_key(inputs)] = (job.id, str(job_dir(sweep_dir, job)), settings)
+    table, outcome = table_from_parts(sweep_dir, "evaluation", evaluate_job, calls, COLUMNS, gpus=gpus,
+                                      retries=cfg.retries, force=force)
+    stage_failures("evaluation", outcome)
+    store.atomic_write(sweep_dir / EVALUATIONS, lambda tmp: table.to_csv(tmp, index=False))
     log_stage(sweep_dir, jobs, "evaluation", {"evaluations": table})
     return table

@@ -1,8 +1,9 @@
-"""Plan a sweep: Hydra's override grammar expands the grid, `hydra.compose` builds each job's config.
+"""Plan a sweep: Hydra's override grammar expands the grid, each job's config is composed as `hydra.compose`
+would (pipeline.stages.composer: once per combination of group choices) and named by a hash of what determines
+its results.
 
 The grid (`sweep.grid: {axis: "a,b,c" | "range(3)" | "choice(...)"}`) is expanded by Hydra's own parser and
-BasicSweeper, so a sweep runs exactly the jobs `python -m jobs.train -m <same overrides>` would. Each job's
-config is resolved on the driver and named by a hash of what determines its results.
+BasicSweeper, so a sweep runs exactly the jobs `python -m jobs.train -m <same overrides>` would.
 """
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from pipeline.config import compose_job
 from pipeline.errors import ConfigError
+from pipeline.stages.composer import Composer, with_value
 
 # Keys that do not change a job's results, left out of its id (so renaming a sweep or changing the logger
 # does not retrain anything).
@@ -85,17 +86,16 @@ def job_id(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(significant, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def plan(sweep: DictConfig, group: str | None = None) -> list[Job]:
-    """The sweep's jobs: grid points × fixed overrides, composed, resolved and named."""
+def plan(sweep: DictConfig, group: str | None = None, composer: Composer | None = None) -> list[Job]:
+    """The sweep's jobs: grid points × fixed overrides, composed, resolved and named (duplicates dropped)."""
+    composer = composer or Composer()
+    fixed = list(sweep.get("overrides") or [])
+    when = OmegaConf.to_container(sweep.when) if sweep.get("when") else {}
     jobs: dict[str, Job] = {}
     for point in grid_overrides(OmegaConf.to_container(sweep.grid, resolve=True)):
-        extra = list(sweep.get("overrides") or []) + conditional_overrides(point, sweep.get("when"))
-        cfg = compose_job(extra + point)
+        config = composer(fixed + conditional_overrides(point, when) + point)
         if group is not None:
-            with open_dict(cfg):
-                cfg.logger.group = group
-        config = OmegaConf.to_container(cfg, resolve=True)
+            config = with_value(config, f"++logger.group={json.dumps(group)}")
         identity = job_id(config)
-        config["job_id"] = identity
-        jobs.setdefault(identity, Job(identity, tuple(point), config))
+        jobs.setdefault(identity, Job(identity, tuple(point), {**config, "job_id": identity}))
     return list(jobs.values())

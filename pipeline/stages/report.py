@@ -10,9 +10,10 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from pipeline import store
+from pipeline.provenance import made_by_this_code
 from pipeline.stages.plan import Job
-from pipeline.stages.sweep_dir import (EVALUATIONS, SUMMARY, complete_jobs, failed_jobs, job_dir, log_stage,
-                                       read_table)
+from pipeline.stages.sweep_dir import (EVALUATIONS, SUMMARY, TRANSFER, TRANSFER_SETTINGS, complete_jobs,
+                                       failed_jobs, job_dir, log_stage, read_table)
 
 
 def summary_frame(jobs: list[Job], metrics: dict[str, dict[str, Any]]) -> pd.DataFrame:
@@ -56,26 +57,43 @@ def example_images(sweep_dir: Path, jobs: list[Job], count: int,
     return examples
 
 
-def report_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], transfer: pd.DataFrame) -> Path:
-    """summary.csv, the paper's figures and the report; its W&B run holds the summary and the plots."""
+def enabled_table(cfg: DictConfig, stage: str, path: Path) -> pd.DataFrame:
+    """A stage's table as the last run of the stage left it; empty when the sweep turned the stage off."""
+    return read_table(path) if cfg[stage].enabled else pd.DataFrame()
+
+
+def report_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job]) -> Path:
+    """summary.csv, the paper's figures and the report; its W&B run holds the summary and the plots. Its steps are
+    reported as they finish, like the other stages' tasks."""
+    from pipeline.cluster.tasks import Progress
     from pipeline.paper.figures import draw_figures
     from pipeline.paper.results import Results
     from pipeline.report import PLOTS, write_report
 
+    steps = Progress("report", 5)
+    steps.show(0, 1, 0)
     metrics = complete_jobs(sweep_dir, jobs)
     summary = summary_frame(jobs, metrics)
     store.atomic_write(sweep_dir / SUMMARY, lambda tmp: summary.to_csv(tmp, index=False))
     complete = [job for job in jobs if job.id in metrics]
-    results = Results.of({job.id: job.config for job in complete}, summary, transfer,
-                         read_table(sweep_dir / EVALUATIONS))
+    results = Results.of({job.id: job.config for job in complete}, summary,
+                         enabled_table(cfg, "transfer", sweep_dir / TRANSFER),
+                         enabled_table(cfg, "evaluation", sweep_dir / EVALUATIONS),
+                         enabled_table(cfg, "transfer", sweep_dir / TRANSFER_SETTINGS))
     (sweep_dir / PLOTS).mkdir(parents=True, exist_ok=True)
     report_cfg = cfg.report
+    steps.show(1, 1, 0)
     figures = draw_figures(results, {job.id: job_dir(sweep_dir, job) for job in complete}, sweep_dir / PLOTS,
                            report_cfg.get("logit_range", 1.0), report_cfg.get("filters", 24))
+    steps.show(2, 1, 0)
     examples = example_images(sweep_dir, first_of_each_setting(jobs, metrics), report_cfg.images,
                               list(cfg.transfer.epsilons))
-    report = write_report(sweep_dir, cfg.sweep.name, results, failed_jobs(sweep_dir, jobs), examples, figures)
-    log_stage(sweep_dir, jobs, "summary", {"summary": summary}, sorted((sweep_dir / PLOTS).glob("*.png")))
+    steps.show(3, 1, 0)
+    stale = [job.setting for job in complete if not made_by_this_code(metrics[job.id])]
+    report = write_report(sweep_dir, cfg.sweep.name, results, failed_jobs(sweep_dir, jobs), examples, figures, stale)
+    steps.show(4, 1, 0)
+    log_stage(sweep_dir, jobs, "summary", {"summary": summary}, sorted((sweep_dir / PLOTS).glob("*.png")), html=report)
+    steps.show(5, 0, 0)
     return report
 
 

@@ -4,26 +4,36 @@
     <sweep_dir>/plan.json        the jobs: id, grid point, resolved config
     <sweep_dir>/jobs/<id>/       one job directory each (pipeline.store)
     <sweep_dir>/transfer.csv     long table: source, target, eps, error, agreement_*, confidence, ...
+    <sweep_dir>/transfer_settings.csv  the same per (source setting, target setting, ε): mean over seeds, interval
     <sweep_dir>/evaluations.csv  extra attacks and tests per job (pipeline.stages.evaluate)
+    <sweep_dir>/parts/<stage>/   the stages' tables in parts, one per task, named by a hash of what the task read
     <sweep_dir>/summary.csv      one row per job × ε
     <sweep_dir>/report.md, report.html, plots/
+    <sweep_dir>/sweep.log        how long each stage took, one line per run of the sweep
 
-Every file is written atomically; a stage's table is reused while what it was computed from is unchanged.
+Every file is written atomically. A stage computes only the parts of its table whose inputs (jobs' checkpoints,
+settings, the stage's code) changed; the others are reused.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import store
+from pipeline.cluster.tasks import Outcome, run_tasks
 from pipeline.errors import ConfigError
 from pipeline.stages.plan import Job
 
-PLAN, SETTINGS, TRANSFER, TRANSFER_META, SUMMARY = "plan.json", "sweep.yaml", "transfer.csv", "transfer.json", "summary.csv"
-EVALUATIONS, EVALUATIONS_META = "evaluations.csv", "evaluations.json"
+PLAN, SETTINGS, SUMMARY, LOG, PARTS = "plan.json", "sweep.yaml", "summary.csv", "sweep.log", "parts"
+TRANSFER, TRANSFER_SETTINGS, TRANSFER_META = "transfer.csv", "transfer_settings.csv", "transfer.json"
+EVALUATIONS = "evaluations.csv"
+ID_COLUMNS = {"job_id": str, "source": str, "target": str}   # hex ids that pandas would otherwise read as numbers
 
 
 def write_plan(sweep_dir: Path, jobs: list[Job]) -> None:
@@ -32,7 +42,7 @@ def write_plan(sweep_dir: Path, jobs: list[Job]) -> None:
 
 def open_sweep(stage: DictConfig) -> tuple[DictConfig, Path, list[Job]]:
     """A sweep directory's settings (its sweep.yaml, with the stage command's cluster and W&B keys) and jobs."""
-    sweep_dir = Path(stage.dir)
+    sweep_dir = Path(stage.dir).absolute()
     try:
         cfg = OmegaConf.load(sweep_dir / SETTINGS)
         entries = store.read_json(sweep_dir / PLAN)
@@ -63,36 +73,57 @@ def failed_jobs(sweep_dir: Path, jobs: list[Job]) -> dict[str, str]:
     return failures
 
 
-def cached_table(sweep_dir: Path, table: str, meta: str, settings: dict[str, Any], force: bool,
-                 compute: Callable[[], tuple[pd.DataFrame, dict[str, Any]]]) -> pd.DataFrame:
-    """The stage's table when `meta` says it was computed with these settings; else compute and write both."""
-    try:
-        if not force and store.read_json(sweep_dir / meta)["settings"] == settings:
-            return pd.read_csv(sweep_dir / table)
-    except (OSError, ValueError, KeyError):
-        pass
-    frame, extra = compute()
-    store.atomic_write(sweep_dir / table, lambda tmp: frame.to_csv(tmp, index=False))
-    store.write_json(sweep_dir / meta, {"settings": settings, **extra})
-    return frame
+def checkpoints(sweep_dir: Path, job_ids: Sequence[str], metrics: Mapping[str, dict[str, Any]]) -> list[list[str]]:
+    """[job id, checkpoint sha256] of each job: what a stage's part read (a retrained job changes it)."""
+    return [[job_id, metrics[job_id]["checkpoint"]["sha256"]] for job_id in job_ids]
 
 
-def stage_settings(jobs: list[str], section: DictConfig) -> dict[str, Any]:
-    """What a stage's table depends on: the complete jobs and the stage's config section (less `enabled`)."""
-    settings = {"jobs": jobs, **OmegaConf.to_container(section, resolve=True)}
-    settings.pop("enabled", None)
-    return settings
+def part_key(inputs: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def table_from_parts(sweep_dir: Path, stage: str, function: Callable[..., dict[str, Any]],
+                     tasks: Mapping[str, Sequence[Any]], columns: Sequence[str], cpus: float = 1, gpus: float = 0,
+                     retries: int = 2, force: bool = False) -> tuple[pd.DataFrame, Outcome]:
+    """A stage's table from one part per task (part key -> the task's arguments; `function` returns {"rows": ...}).
+    Parts already on disk are reused (all recomputed with force); the others run as tasks and each is written as
+    its task finishes, so an interrupted stage keeps what it finished. Parts no task names any more are removed."""
+    folder = sweep_dir / PARTS / stage
+    folder.mkdir(parents=True, exist_ok=True)
+    existing = {path.stem for path in folder.glob("*.csv")}
+    todo = {key: args for key, args in tasks.items() if force or key not in existing}
+
+    def write(key: str, result: dict[str, Any]) -> None:
+        frame = pd.DataFrame(result["rows"], columns=list(columns))
+        store.atomic_write(folder / f"{key}.csv", lambda tmp: frame.to_csv(tmp, index=False))
+
+    outcome = run_tasks(stage, function, todo, cpus, gpus, retries, already_done=len(tasks) - len(todo),
+                        on_result=write)
+    for key in existing - set(tasks):
+        (folder / f"{key}.csv").unlink(missing_ok=True)
+    frames = [read_table(folder / f"{key}.csv") for key in tasks if (folder / f"{key}.csv").exists()]
+    frames = [frame for frame in frames if len(frame)]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns))
+    return table, outcome
+
+
+def stage_failures(stage: str, outcome: Outcome) -> None:
+    for key, reason in outcome.failed.items():
+        print(f"[{stage}] task {key} failed: {reason}", file=sys.stderr, flush=True)
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path) if path.exists() and path.stat().st_size > 1 else pd.DataFrame()
+    if not path.exists() or path.stat().st_size <= 1:
+        return pd.DataFrame()
+    header = pd.read_csv(path, nrows=0).columns
+    return pd.read_csv(path, dtype={c: t for c, t in ID_COLUMNS.items() if c in header})
 
 
 def log_stage(sweep_dir: Path, jobs: list[Job], stage: str, tables: dict[str, pd.DataFrame],
-              images: list[Path] = ()) -> None:
-    """The stage's own W&B run, with the jobs' W&B settings, in the sweep's group."""
+              images: list[Path] = (), html: Path | None = None) -> None:
+    """The stage's own W&B run, with the jobs' W&B settings, in the sweep's group (`html`: a page it holds too)."""
     from pipeline.config import instantiate
 
     if jobs:
         tracker = instantiate(OmegaConf.create(jobs[0].config["logger"]), "logger")
-        tracker.log_stage(sweep_dir, stage, tables, list(images))
+        tracker.log_stage(sweep_dir, stage, tables, list(images), html)

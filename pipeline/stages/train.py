@@ -1,9 +1,13 @@
 """Train a sweep's jobs: one Ray task per job wherever there is room (pipeline.cluster.tasks), or one job in this
-process (a SLURM array task). Job directories live on storage every node sees; a job whose results are already
-complete is not run again.
+process (a SLURM array task). Job directories live on storage every node sees. A job whose results are complete
+is reused, also when other code made them (stale: named in the output); `rerun=stale` retrains those, `force=true`
+everything. An interrupted job goes on from its last epoch (pipeline.resume); its output lands in its job.log.
 """
 from __future__ import annotations
 
+import sys
+import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,8 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import store
 from pipeline.cluster.tasks import first_line, run_tasks
 from pipeline.errors import ConfigError
+from pipeline.provenance import made_by_this_code
 from pipeline.stages.plan import Job
 from pipeline.stages.sweep_dir import job_dir
+
+RERUN = ("missing", "stale")
 
 
 @dataclass
@@ -22,29 +29,80 @@ class Trained:
     trained: list[str] = field(default_factory=list)      # job ids trained in this run
     reused: list[str] = field(default_factory=list)       # job ids whose results were already complete
     failed: dict[str, str] = field(default_factory=dict)  # job id -> reason
+    stale: list[str] = field(default_factory=list)        # complete jobs made by other code (reused or retrained)
+
+
+def check_rerun(rerun: str) -> str:
+    if rerun not in RERUN:
+        raise ConfigError(f"rerun={rerun!r}; use missing (train jobs without complete results) or stale (also "
+                          "retrain those made by other code); force=true retrains everything")
+    return rerun
+
+
+def run_logged(config: dict[str, Any], directory: Path, run_name: str, **extra: Any) -> dict[str, Any]:
+    """The same `run_job` as `jobs.train`, with everything it prints (a traceback too) in the job's job.log."""
+    from pipeline.job import run_job
+
+    with store.job_log(directory):
+        try:
+            return run_job(OmegaConf.create(config), directory, run_name=run_name, extra=extra)
+        except BaseException:
+            traceback.print_exc()
+            raise
 
 
 def train_job(config: dict[str, Any], directory: str, run_name: str) -> dict[str, Any]:
-    """The body of one task: the same `run_job` as `jobs.train`."""
-    import ray
+    """The body of one Ray task."""
+    from pipeline.cluster import ray_node
 
-    from pipeline.job import run_job
+    node = ray_node()
+    metrics = run_logged(config, Path(directory), run_name, **node)
+    return {"job_id": metrics["job_id"], "node": node.get("ray_node_id"), "seconds": metrics["train_seconds"]}
 
-    extra = {"ray_node_id": ray.get_runtime_context().get_node_id()} if ray.is_initialized() else {}
-    metrics = run_job(OmegaConf.create(config), Path(directory), run_name=run_name, extra=extra)
-    return {"job_id": metrics["job_id"], "node": extra.get("ray_node_id"), "seconds": metrics["train_seconds"]}
+
+def is_stale(metrics: dict[str, Any] | None) -> bool:
+    return metrics is not None and not made_by_this_code(metrics)
+
+
+def needs_training(metrics: dict[str, Any] | None, force: bool, rerun: str) -> bool:
+    """Missing or incomplete results; stale ones with rerun=stale; all with force."""
+    return force or metrics is None or (rerun == "stale" and is_stale(metrics))
+
+
+def from_scratch(directory: Path) -> None:
+    """force=true: an interrupted attempt's last.ckpt is not this run's starting point."""
+    (directory / store.LAST).unlink(missing_ok=True)
+
+
+def say_stale(jobs: list[Job], stale: list[str], retrain: bool) -> None:
+    if not stale:
+        return
+    ids = set(stale)
+    settings = Counter(job.setting for job in jobs if job.id in ids)
+    listed = ", ".join(f"{setting} ×{count}" for setting, count in settings.most_common())
+    action = "retraining them (rerun=stale)" if retrain else "reusing them; rerun=stale retrains them"
+    print(f"[sweep] {len(stale)} complete jobs were made by other code ({listed}): {action}", file=sys.stderr,
+          flush=True)
 
 
 def run_jobs(jobs: list[Job], sweep_dir: Path, cpus: float = 1, gpus: float = 0, retries: int = 2,
-             force: bool = False, poll_seconds: float = 2.0) -> Trained:
-    """Train every job whose results are missing or incomplete (all of them with force=True)."""
+             force: bool = False, rerun: str = "missing", poll_seconds: float = 2.0) -> Trained:
+    """Train every job whose results are missing or incomplete; with rerun="stale" also those made by other code,
+    with force=True all of them, from scratch."""
     outcome = Trained()
     todo = []
     for job in jobs:
-        if not force and store.is_complete(job_dir(sweep_dir, job)):
-            outcome.reused.append(job.id)
-        else:
+        directory = job_dir(sweep_dir, job)
+        metrics = None if force else store.read_metrics(directory)
+        if is_stale(metrics):
+            outcome.stale.append(job.id)
+        if needs_training(metrics, force, rerun):
+            if force:
+                from_scratch(directory)
             todo.append(job)
+        else:
+            outcome.reused.append(job.id)
+    say_stale(jobs, outcome.stale, rerun == "stale")
     calls = {job.id: (job.config, str(job_dir(sweep_dir, job)), job.label) for job in todo}
     ran = run_tasks("train", train_job, calls, cpus, gpus, retries, already_done=len(outcome.reused),
                     reason=lambda job_id, error: failure_reason(store.job_dir(sweep_dir, job_id), error),
@@ -54,20 +112,24 @@ def run_jobs(jobs: list[Job], sweep_dir: Path, cpus: float = 1, gpus: float = 0,
 
 
 def train_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job]) -> Trained:
-    return run_jobs(jobs, sweep_dir, cfg.resources.cpu, cfg.resources.gpu, cfg.retries, cfg.force)
+    return run_jobs(jobs, sweep_dir, cfg.resources.cpu, cfg.resources.gpu, cfg.retries, cfg.force,
+                    check_rerun(cfg.get("rerun", "missing")))
 
 
 def train_one(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], index: int) -> bool:
     """Train job number `index` of the plan in this process (one SLURM array task); False if already complete."""
-    from pipeline.job import run_job
-
     if not 0 <= index < len(jobs):
         raise ConfigError(f"task={index} is outside the plan; this sweep has jobs 0..{len(jobs) - 1}")
     job = jobs[index]
     directory = job_dir(sweep_dir, job)
-    if not cfg.force and store.is_complete(directory):
+    metrics = None if cfg.force else store.read_metrics(directory)
+    if not needs_training(metrics, cfg.force, check_rerun(cfg.get("rerun", "missing"))):
         return False
-    run_job(OmegaConf.create(job.config), directory, run_name=job.label)
+    if cfg.force:
+        from_scratch(directory)
+    print(f"[sweep] job {job.id} ({job.label}): its output goes to {directory / store.LOG}", file=sys.stderr,
+          flush=True)
+    run_logged(job.config, directory, job.label)
     return True
 
 

@@ -1,12 +1,15 @@
-"""The transfer matrix: FGSM examples crafted on each source model, predicted by every target model.
+"""The transfer matrix: FGSM examples crafted on source jobs, predicted by target jobs.
 
-For every source and ε the adversarial test set is crafted once, from one input gradient per batch shared by
-all ε, and every target model predicts it. Only models trained on the same data are compared. One task per
-source model (pipeline.cluster.tasks).
+Which pairs (`transfer.pairs`): `seed_matched` (the default) attacks from each source job the targets of its own
+seed, so the work grows linearly with seeds, one task per seed; `all` attacks every job of the same data, one task
+per source, and grows with the square of the jobs. `transfer.sources` / `transfer.targets` keep only the named
+settings. Only models trained on the same data are compared; each task loads each model it needs once.
 
-Per (source, target, ε) row: the target's error rate, mean confidence and confidence on its mistakes; the
-paper's agreement on the wrong class, over examples both models misclassify (`agreement_both_wrong`) and over
-the source's mistakes (`agreement_source_wrong`).
+For every source and ε the adversarial test set is crafted once, from one input gradient per batch shared by all
+ε, and every target model predicts it. Per (source, target, ε) row: the target's error rate, mean confidence and
+confidence on its mistakes; the paper's agreement on the wrong class, over examples both models misclassify
+(`agreement_both_wrong`) and over the source's mistakes (`agreement_source_wrong`). transfer_settings.csv averages
+the rows over seeds per (source setting, target setting, ε), pairing jobs of one seed.
 """
 from __future__ import annotations
 
@@ -16,27 +19,35 @@ from typing import Any, Sequence
 
 import pandas as pd
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from pipeline import store
-from pipeline.attacks import input_gradient, predict, step
-from pipeline.cluster.tasks import run_tasks
+from pipeline.attacks import as_clip, input_gradient, predict, step
+from pipeline.errors import ConfigError
+from pipeline.provenance import TRANSFER_SOURCES, fingerprint
 from pipeline.stages.plan import Job
-from pipeline.stages.sweep_dir import (TRANSFER, TRANSFER_META, cached_table, complete_jobs, job_dir, log_stage,
-                                       stage_settings)
+from pipeline.stages.sweep_dir import (TRANSFER, TRANSFER_META, TRANSFER_SETTINGS, checkpoints, complete_jobs,
+                                       log_stage, part_key, stage_failures, table_from_parts)
+from pipeline.stats import estimate
+
+PAIRS = ("seed_matched", "all")
+COLUMNS = ["source", "target", "eps", "error", "confidence", "confidence_wrong", "source_error",
+           "agreement_both_wrong", "agreement_source_wrong", "both_wrong"]
+MEASURES = ["error", "agreement_both_wrong", "agreement_source_wrong", "confidence"]
 
 
 def _mean(values: torch.Tensor, mask: torch.Tensor) -> float:
     return float(values[mask].float().mean()) if mask.any() else float("nan")
 
 
-def transfer_rows(source_id: str, targets: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor,
-                  epsilons: Sequence[float], clip: tuple[float, float] | None, craft_with: str = "true",
-                  batch_size: int = 1000) -> tuple[list[dict[str, Any]], int]:
-    """Rows for one source model (which is `targets[source_id]`) and the number of input gradients taken."""
-    source = targets[source_id]
-    predictions = {t: [[] for _ in epsilons] for t in targets}
-    confidences = {t: [[] for _ in epsilons] for t in targets}
+def transfer_rows(source_id: str, source: torch.nn.Module, targets: dict[str, torch.nn.Module], x: torch.Tensor,
+                  y: torch.Tensor, epsilons: Sequence[float], clip: tuple[float, float] | None,
+                  craft_with: str = "true", batch_size: int = 1000) -> tuple[list[dict[str, Any]], int]:
+    """Rows for one source model against `targets` (which may hold the source itself) and the number of input
+    gradients taken."""
+    models = {source_id: source, **targets}   # the source predicts too: its mistakes define the agreement
+    predictions = {t: [[] for _ in epsilons] for t in models}
+    confidences = {t: [[] for _ in epsilons] for t in models}
     gradients = 0
     for start in range(0, len(y), batch_size):
         xb, yb = x[start: start + batch_size], y[start: start + batch_size]
@@ -45,7 +56,7 @@ def transfer_rows(source_id: str, targets: dict[str, torch.nn.Module], x: torch.
         direction = grad.sign()
         for k, eps in enumerate(epsilons):
             adv = step(xb, direction, eps, clip)
-            for name, model in targets.items():
+            for name, model in models.items():
                 confidence, predicted = predict(model, adv)
                 predictions[name][k].append(predicted)
                 confidences[name][k].append(confidence)
@@ -66,54 +77,124 @@ def transfer_rows(source_id: str, targets: dict[str, torch.nn.Module], x: torch.
     return rows, gradients
 
 
-def transfer_from_source(source_id: str, job_dirs: dict[str, str], epsilons: Sequence[float],
-                         clip: Sequence[float] | None, craft_with: str, batch_size: int) -> dict[str, Any]:
-    """One source model against every target (runs as a Ray task): loads the models and the source's test set."""
+def transfer_task(sources: list[str], targets: list[str], directories: dict[str, str], epsilons: Sequence[float],
+                  clip: Sequence[float] | None, craft_with: str, batch_size: int) -> dict[str, Any]:
+    """Every source against every target (one task): each model loaded once, the test set once (same data)."""
     from pipeline.data import test_set
 
-    x, y = test_set(store.read_config(Path(job_dirs[source_id])))
-    targets = {job: store.load_model(directory) for job, directory in job_dirs.items()}
-    rows, gradients = transfer_rows(source_id, targets, x, y, epsilons, tuple(clip) if clip else None,
-                                    craft_with, batch_size)
-    return {"rows": rows, "gradients": gradients}
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    models = {job: store.load_model(directories[job], device) for job in dict.fromkeys(sources + targets)}
+    x, y = (t.to(device) for t in test_set(store.read_config(Path(directories[sources[0]]))))
+    rows, gradients = [], 0
+    for source in sources:
+        found, taken = transfer_rows(source, models[source], {t: models[t] for t in targets}, x, y, epsilons,
+                                     as_clip(clip), craft_with, batch_size)
+        rows, gradients = rows + found, gradients + taken
+    return {"rows": rows, "gradients": gradients, "models_loaded": len(models)}
 
 
-def data_key(job_dir: Path) -> str:
-    """Jobs are comparable when they were trained and tested on the same data."""
-    return json.dumps(store.read_config(Path(job_dir))["data"], sort_keys=True)
+def setting_values(job: Job) -> set[str]:
+    """What a setting name may say of a job: each value of its grid point and each `key=value`."""
+    overrides = [o for o in job.overrides if not o.startswith("seed=")]
+    return set(overrides) | {o.split("=", 1)[1] for o in overrides}
 
 
-def run_transfer(job_dirs: dict[str, Path], epsilons: Sequence[float], clip: Sequence[float] | None = (0.0, 1.0),
-                 craft_with: str = "true", batch_size: int = 1000, cpus: float = 1, gpus: float = 0,
-                 retries: int = 2) -> tuple[list[dict], int]:
-    """All transfer rows of a sweep's complete jobs and the total input gradients taken."""
-    groups: dict[str, dict[str, str]] = {}
-    for job, directory in job_dirs.items():
-        groups.setdefault(data_key(directory), {})[job] = str(directory)
-    calls = {source: (source, group, list(epsilons), list(clip) if clip else None, craft_with, batch_size)
-             for group in groups.values() for source in group}
-    outcome = run_tasks("transfer", transfer_from_source, calls, cpus, gpus, retries)
-    if outcome.failed:
-        raise RuntimeError("transfer failed for " + "; ".join(f"{k}: {v}" for k, v in outcome.failed.items()))
-    results = [outcome.results[source] for source in calls]
-    return [row for r in results for row in r["rows"]], sum(r["gradients"] for r in results)
+def select(jobs: list[Job], names: Sequence[str] | None, key: str) -> set[str] | None:
+    """Ids of the jobs of the named settings (None: all). A name is a setting's values, comma-separated (all must
+    match: "maxout,none") or one value ("maxout": every setting that has it); a name matching nothing is an error."""
+    if names is None:
+        return None
+    chosen: set[str] = set()
+    for name in [names] if isinstance(names, str) else names:
+        wanted = {token.strip() for token in str(name).split(",")}
+        matched = {job.id for job in jobs if wanted <= setting_values(job)}
+        if not matched:
+            settings = sorted({job.setting for job in jobs})
+            raise ConfigError(f"{key}: {name!r} matches no setting of this sweep; its settings are "
+                              f"{'; '.join(settings)[:300]}")
+        chosen |= matched
+    return chosen
+
+
+def check_transfer(section: DictConfig, jobs: list[Job]) -> None:
+    """Refuse bad transfer settings while planning, before Ray starts."""
+    if section.get("pairs", "seed_matched") not in PAIRS:
+        raise ConfigError(f"transfer.pairs={section.pairs!r}; use seed_matched (a source attacks the targets of its "
+                          "own seed: linear in seeds) or all (every pair: quadratic)")
+    for key in ("sources", "targets"):
+        select(jobs, listed(section.get(key)), f"transfer.{key}")
+
+
+def listed(value: Any) -> list[str] | None:
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
+def tasks(jobs: list[Job], sweep_dir: Path, metrics: dict[str, dict[str, Any]], section: DictConfig
+          ) -> dict[str, tuple]:
+    """Part key -> arguments of `transfer_task`, for the complete jobs."""
+    complete = [job for job in jobs if job.id in metrics]
+    sources = select(complete, listed(section.get("sources")), "transfer.sources")
+    targets = select(complete, listed(section.get("targets")), "transfer.targets")
+    groups: dict[tuple, list[Job]] = {}
+    for job in complete:
+        data = json.dumps(job.config["data"], sort_keys=True)
+        seed = job.config.get("seed") if section.get("pairs", "seed_matched") == "seed_matched" else None
+        groups.setdefault((data, seed), []).append(job)
+    settings = {"epsilons": list(section.epsilons), "clip": listed(section.clip), "craft_with": section.craft_with,
+                "batch_size": int(section.batch_size)}
+    calls = {}
+    for group in groups.values():
+        crafting = [job.id for job in group if sources is None or job.id in sources]
+        predicting = [job.id for job in group if targets is None or job.id in targets]
+        units = [crafting] if section.get("pairs", "seed_matched") == "seed_matched" else [[s] for s in crafting]
+        for unit in units if predicting else []:
+            inputs = {"sources": checkpoints(sweep_dir, unit, metrics),
+                      "targets": checkpoints(sweep_dir, predicting, metrics),
+                      "code": fingerprint(TRANSFER_SOURCES), **settings}
+            directories = {j: str(store.job_dir(sweep_dir, j)) for j in dict.fromkeys(unit + predicting)}
+            calls[part_key(inputs)] = (unit, predicting, directories, settings["epsilons"], settings["clip"],
+                                       settings["craft_with"], settings["batch_size"])
+    return calls
+
+
+def by_setting(table: pd.DataFrame, jobs: list[Job]) -> pd.DataFrame:
+    """Rows averaged over seeds per (source setting, target setting, ε), pairing jobs of one seed (a setting
+    against itself is then the white-box attack): mean, half-width of the 95% interval and the number of seeds."""
+    if table.empty:
+        return pd.DataFrame(columns=["source", "target", "eps", "seeds"])
+    setting = {job.id: job.setting for job in jobs}
+    seed = {job.id: job.config.get("seed") for job in jobs}
+    frame = table[[seed.get(s) == seed.get(t) for s, t in zip(table["source"], table["target"])]]
+    frame = frame.assign(source=frame["source"].map(setting), target=frame["target"].map(setting))
+    rows = []
+    for (source, target, eps), group in frame.groupby(["source", "target", "eps"], sort=True):
+        row = {"source": source, "target": target, "eps": eps, "seeds": len(group)}
+        for measure in MEASURES:
+            found = estimate(group[measure])
+            row[measure] = found.mean if found else float("nan")
+            row[f"{measure}_half"] = found.half if found else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def transfer_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: bool = False) -> pd.DataFrame:
-    """The transfer table over the complete jobs; reused when it already covers exactly these jobs. Its W&B run
-    holds the table."""
-    complete = sorted(complete_jobs(sweep_dir, jobs))
-    if not complete:
-        return pd.DataFrame()
-    by_id = {job.id: job for job in jobs}
+    """transfer.csv and transfer_settings.csv over the complete jobs, computing only the parts whose inputs
+    changed; transfer.json says how many tasks ran, models each loaded and input gradients taken. Its W&B run holds
+    the per-setting table (and the full one when it is small)."""
+    metrics = complete_jobs(sweep_dir, jobs)
     section = cfg.transfer
-
-    def compute() -> tuple[pd.DataFrame, dict[str, Any]]:
-        rows, gradients = run_transfer({j: job_dir(sweep_dir, by_id[j]) for j in complete}, section.epsilons,
-                                       section.clip, section.craft_with, section.batch_size,
-                                       gpus=section.get("gpu", 0), retries=cfg.retries)
-        return pd.DataFrame(rows), {"input_gradients": gradients}
-
-    table = cached_table(sweep_dir, TRANSFER, TRANSFER_META, stage_settings(complete, section), force, compute)
-    log_stage(sweep_dir, jobs, "transfer", {"transfer": table})
+    calls = tasks(jobs, sweep_dir, metrics, section)
+    table, outcome = table_from_parts(sweep_dir, "transfer", transfer_task, calls, COLUMNS, gpus=section.get("gpu", 0),
+                                      retries=cfg.retries, force=force)
+    stage_failures("transfer", outcome)
+    settings = by_setting(table, jobs)
+    store.atomic_write(sweep_dir / TRANSFER, lambda tmp: table.to_csv(tmp, index=False))
+    store.atomic_write(sweep_dir / TRANSFER_SETTINGS, lambda tmp: settings.to_csv(tmp, index=False))
+    computed = list(outcome.results.values())
+    store.write_json(sweep_dir / TRANSFER_META, {
+        "pairs": section.get("pairs", "seed_matched"), "tasks": len(calls), "computed": len(computed),
+        "reused": len(calls) - len(computed) - len(outcome.failed), "failed": outcome.failed, "rows": len(table),
+        "models_loaded": [r["models_loaded"] for r in computed], "input_gradients": sum(r["gradients"] for r in computed)})
+    log_stage(sweep_dir, jobs, "transfer", {"transfer_settings": settings,
+                                            **({"transfer": table} if len(table) <= 10_000 else {})})
     return table

@@ -11,7 +11,6 @@ Only the standard library is used, so the module imports anywhere; call
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import secrets
@@ -25,14 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.cluster.local import Service
+from tests.support import apt
 
-# Root's PATH normally has the sbin dirs, but a test runner's may not.
-_SEARCH_PATH = os.pathsep.join(
-    [os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"]
-)
+_SEARCH_PATH, _which = apt.SEARCH_PATH, apt.which   # sbin dirs included: the daemons live there
 _PACKAGES = ["slurm-wlm", "munge"]
-# Serialises apt-get between parallel test workers.
-_INSTALL_LOCK = Path(tempfile.gettempdir()) / "harness-slurm-install.lock"
 # Unix socket paths are limited to 107 bytes; slurmd puts step sockets in its
 # spool dir, so long state dirs get their sockets in a short dir under /tmp.
 _MAX_SOCKET_DIR_LEN = 60
@@ -52,10 +47,6 @@ _TERMINAL_STATES = frozenset(
 )
 
 
-def _which(name: str) -> str | None:
-    return shutil.which(name, path=_SEARCH_PATH)
-
-
 def _installed() -> bool:
     return all(_which(b) for b in ("slurmctld", "slurmd", "sbatch", "munged"))
 
@@ -66,40 +57,12 @@ def slurm_available() -> str | None:
         return "SLURM tests need root (daemons, mknod, apt-get)"
     if not Path("/etc/debian_version").exists():
         return "SLURM tests need Debian (slurm-wlm and munge from apt)"
-    if _installed():
-        return None
-    if _which("apt-get") is None or _which("apt-cache") is None:
-        return "slurm-wlm is not installed and apt-get is missing"
-    for pkg in _PACKAGES:
-        out = subprocess.run(
-            ["apt-cache", "policy", pkg], capture_output=True, text=True
-        ).stdout
-        m = re.search(r"Candidate:\s*(\S+)", out)
-        if m is None or m.group(1) == "(none)":
-            return f"{pkg} is not installed and apt has no candidate for it"
-    return None
+    return None if _installed() else apt.cannot_install(_PACKAGES)
 
 
 def install_slurm(timeout: float = 900) -> None:
     """apt-get install slurm-wlm and munge unless slurmctld is already there."""
-    with open(_INSTALL_LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be installing
-        if _installed():
-            return
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        cmd = ["apt-get", "install", "-y", "-q", *_PACKAGES]
-        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-        if res.returncode != 0:
-            # Stale package lists are the usual cause: refresh once and retry.
-            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True,
-                           timeout=timeout)
-            res = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                                 timeout=timeout)
-        if res.returncode != 0 or not _installed():
-            raise RuntimeError(
-                f"installing {' '.join(_PACKAGES)} failed:\n{res.stdout[-2000:]}\n"
-                f"{res.stderr[-2000:]}"
-            )
+    apt.install(_PACKAGES, _installed, timeout)
 
 
 def _free_port() -> int:

@@ -82,6 +82,28 @@ def history(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def summary(path: Path) -> dict[str, Any]:
+    """The run's summary as W&B keeps it (its summary records applied in order): {key: value}, where a metric with a
+    define_metric aggregate holds {"min": ...}, and media hold their {"_type", "path", ...} entry."""
+    result: dict[str, Any] = {}
+    for record in records(path):
+        if record.WhichOneof("record_type") != "summary":
+            continue
+        for item in record.summary.update:
+            *parents, key = [item.key] if item.key else list(item.nested_key)
+            node = result
+            for parent in parents:
+                node = node.setdefault(parent, {})
+            node[key] = json.loads(item.value_json)
+        for item in record.summary.remove:
+            *parents, key = [item.key] if item.key else list(item.nested_key)
+            node = result
+            for parent in parents:
+                node = node.get(parent, {})
+            node.pop(key, None)
+    return result
+
+
 def run_file(job_dir: Path) -> Path:
     """The single `.wandb` file a job wrote under job_dir/wandb."""
     found = sorted(Path(job_dir, "wandb").glob("*run-*/run-*.wandb"))
@@ -106,6 +128,7 @@ class Run:
             raise AssertionError(f"{self.file} holds no run record")
         self.run = runs[0]
         self.history = history(self.file)
+        self.summary = summary(self.file)
 
     @property
     def group(self) -> str:

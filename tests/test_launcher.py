@@ -1,0 +1,96 @@
+"""`hydra/launcher=ray` on a real two-node Ray cluster (loopback): a multirun of jobs.train in parallel, Hydra's
+folders, each job's results, where the jobs ran, and a failing job reported on its own."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.cluster.local import RayCluster
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# 2 models × 3 learning rates; lr=-1 fails inside training (torch refuses it), after Hydra composed the job fine.
+GRID = ["model=softmax,maxout", "optimizer.lr=0.1,0.05,-1"]
+SMALL = ["logger=none", "trainer.max_epochs=1", "data.limit=200", "eval.epsilons=[0.0,0.25]"]
+
+
+@pytest.fixture(scope="module")
+def multirun(tmp_path_factory):
+    """The multirun, once, on a cluster of two 1-CPU nodes."""
+    tmp = tmp_path_factory.mktemp("launcher")
+    with RayCluster(tmp / "ray", num_cpus=1) as cluster:
+        sweep_dir = tmp / "multirun"
+        env = {**os.environ, **cluster.env, "WANDB_MODE": "disabled"}
+        env.pop("HYDRA_FULL_ERROR", None)
+        result = subprocess.run([sys.executable, "-m", "jobs.train", "-m", "hydra/launcher=ray",
+                                 f"hydra.launcher.address={cluster.address}", *GRID, *SMALL,
+                                 f"hydra.sweep.dir={sweep_dir}"],
+                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        return sweep_dir, result, cluster.node_ids()
+
+
+def job_folders(sweep_dir: Path) -> dict[str, Path]:
+    return {path.name: path for path in sweep_dir.iterdir() if path.is_dir()}
+
+
+def overrides(folder: Path) -> list[str]:
+    return yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text())
+
+
+@pytest.mark.slow
+def test_hydra_writes_its_multirun_folders(multirun):
+    sweep_dir, result, _ = multirun
+    assert yaml.safe_load((sweep_dir / "multirun.yaml").read_text())["hydra"]["launcher"]["_target_"].endswith(
+        "RayLauncher")
+    folders = job_folders(sweep_dir)
+    assert sorted(folders) == [str(n) for n in range(6)], result.stderr[-3000:]
+    seen = set()
+    for folder in folders.values():
+        assert {"config.yaml", "hydra.yaml", "overrides.yaml"} <= {p.name for p in (folder / ".hydra").iterdir()}
+        seen.add(tuple(o for o in overrides(folder) if o.startswith(("model=", "optimizer.lr="))))
+    assert len(seen) == 6                                           # every combination, once
+
+
+@pytest.mark.slow
+def test_every_good_job_completes_and_they_ran_on_both_nodes(multirun):
+    sweep_dir, result, nodes = multirun
+    good = {name: folder for name, folder in job_folders(sweep_dir).items()
+            if "optimizer.lr=-1" not in overrides(folder)}
+    assert len(good) == 4
+    metrics = [json.loads((folder / "metrics.json").read_text()) for folder in good.values()]
+    assert all(m["epochs"] == 1 and [r["eps"] for r in m["curve"]] == [0.0, 0.25] for m in metrics)
+    assert all("clean error" in (folder / "job.log").read_text() for folder in good.values())   # what it printed
+    assert {m["ray_node_id"] for m in metrics} == set(nodes.values()), result.stderr[-3000:]
+    assert "[multirun] 4/6 done, 0 running, 2 failed, 0 queued" in result.stderr
+
+
+@pytest.mark.slow
+def test_failed_jobs_are_named_one_by_one_and_the_command_fails(multirun):
+    sweep_dir, result, _ = multirun
+    assert result.returncode == 1
+    bad = {name: folder for name, folder in job_folders(sweep_dir).items() if "optimizer.lr=-1" in overrides(folder)}
+    assert len(bad) == 2
+    for name, folder in bad.items():
+        assert not (folder / "metrics.json").exists()
+        reason = json.loads((folder / "failure.json").read_text())["reason"]
+        assert "Invalid learning rate" in reason
+        line = next(line for line in result.stderr.splitlines() if line.startswith(f"[multirun] job #{name} "))
+        assert "optimizer.lr=-1" in line and reason in line and str(folder) in line
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: job #") and "optimizer.lr=-1" in last and "1 more of 6 jobs failed" in last
+
+
+def test_unreachable_address_is_one_line_and_exit_code_2(tmp_path):
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    result = subprocess.run([sys.executable, "-m", "jobs.train", "-m", "hydra/launcher=ray",
+                             "hydra.launcher.address=127.0.0.1:9", *SMALL, f"hydra.sweep.dir={tmp_path}"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: hydra.launcher.address=127.0.0.1:9 is unreachable")

@@ -1,0 +1,80 @@
+"""Stale results: metrics.json records the code that made it; a sweep names complete jobs made by other code,
+reuses them by default, and `rerun=stale` retrains exactly those. Job ids do not depend on the code."""
+from __future__ import annotations
+
+import pytest
+from hydra import compose
+from omegaconf import open_dict
+
+from pipeline import provenance, store
+from pipeline.config import hydra_context
+from pipeline.stages.plan import plan
+from pipeline.stages.report import report_stage
+from pipeline.stages.sweep_dir import job_dir
+from pipeline.stages.train import run_jobs
+
+
+def stale_sweep():
+    with hydra_context():
+        cfg = compose("sweep", overrides=["sweep.name=stale", "transfer.enabled=false", "evaluation.enabled=false",
+                                          "report.images=0"])
+        with open_dict(cfg):
+            cfg.sweep.grid = {"model": "softmax,logistic"}
+            cfg.sweep.overrides = ["logger=none", "trainer.max_epochs=1", "data.limit=100", "data.digits=[3,7]",
+                                   "eval.epsilons=[0.25]"]
+        return cfg, plan(cfg.sweep)
+
+
+@pytest.fixture
+def jobs():
+    return stale_sweep()[1]
+
+
+def attempts(sweep_dir, job) -> int:
+    return len(store.read_attempts(job_dir(sweep_dir, job)))
+
+
+def test_metrics_record_the_code_that_made_them(jobs, tmp_path):
+    run_jobs(jobs, tmp_path)
+    code = store.read_metrics(job_dir(tmp_path, jobs[0]))["code"]
+    assert code["fingerprint"] == provenance.fingerprint() and len(code["fingerprint"]) == 12
+    assert code["commit"] is None or len(code["commit"].split("+")[0]) == 40
+    assert code["version"] == "0.1.0"
+
+
+def test_the_fingerprint_follows_the_sources(tmp_path, monkeypatch):
+    package = tmp_path / "pipeline"
+    (package / "attacks").mkdir(parents=True)
+    for name in ("data.py", "attacks/fgsm.py"):
+        (package / name).write_text("x = 1\n")
+    monkeypatch.setattr(provenance, "PACKAGE", package)
+    before = provenance.fingerprint.__wrapped__(("data.py", "attacks"))
+    (package / "attacks" / "fgsm.py").write_text("x = 2\n")
+    assert provenance.fingerprint.__wrapped__(("data.py", "attacks")) != before
+
+
+def test_stale_jobs_are_named_reused_by_default_and_retrained_with_rerun_stale(jobs, tmp_path, monkeypatch, capsys):
+    run_jobs(jobs, tmp_path)
+    assert [attempts(tmp_path, job) for job in jobs] == [1, 1]
+    # the job of the first setting was made by other code
+    path = job_dir(tmp_path, jobs[0]) / store.METRICS
+    metrics = store.read_json(path)
+    metrics["code"]["fingerprint"] = "older code"
+    store.write_json(path, metrics)
+
+    reused = run_jobs(jobs, tmp_path)
+    assert reused.trained == [] and reused.stale == [jobs[0].id] and sorted(reused.reused) == sorted(j.id for j in jobs)
+    said = capsys.readouterr().err
+    assert f"1 complete jobs were made by other code ({jobs[0].setting} ×1): reusing them" in said
+    report_stage(stale_sweep()[0], tmp_path, jobs)
+    assert f"1 of these jobs were made by other code than this sweep's (pipeline/provenance.py): {jobs[0].setting} ×1" \
+        in (tmp_path / "report.md").read_text()
+
+    retrained = run_jobs(jobs, tmp_path, rerun="stale")
+    assert retrained.trained == [jobs[0].id] and retrained.reused == [jobs[1].id]
+    assert [attempts(tmp_path, job) for job in jobs] == [2, 1]
+    assert provenance.made_by_this_code(store.read_metrics(job_dir(tmp_path, jobs[0])))
+
+    # new code: every complete job is stale
+    monkeypatch.setattr(provenance, "fingerprint", lambda sources=provenance.JOB_SOURCES: "newer code")
+    assert run_jobs(jobs, tmp_path).stale == [j.id for j in jobs]

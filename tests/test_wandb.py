@@ -1,0 +1,117 @@
+"""W&B as its users expect it, read back from the offline run files: summaries (define_metric), one run per attempt,
+the sweep's stage runs (transfer table, heatmaps, the report page) and the W&B Report built on them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import compose
+from support.wandb_records import read_run
+
+SWEEP = "wandb-test"
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+
+
+def runs_in(folder: Path) -> list:
+    """Every offline run under folder/wandb, oldest first."""
+    return [read_run(path.parent) for path in sorted(Path(folder).glob("wandb/offline-run-*/run-*.wandb"))]
+
+
+def test_each_attempt_is_its_own_run_and_its_summary_holds_the_best_val_error_and_the_curve(tmp_path, offline):
+    from pipeline.job import run_job
+
+    job_dir = tmp_path / "job"
+    cfg = compose("logger=wandb", "trainer.max_epochs=3", "data.limit=300", "eval.epsilons=[0.0,0.1,0.25]")
+    attempts = [run_job(cfg, job_dir, run_name="softmax-test") for _ in range(2)]   # e.g. a retry, force=true
+
+    runs = runs_in(job_dir)
+    assert [run.id for run in runs] == ["job-1", "job-2"]          # two runs, never two under one id
+    for run, metrics in zip(runs, attempts):
+        val = [row["val/error"] for row in run.history if "val/error" in row]
+        assert len(val) == 3
+        assert run.summary["val/error"] == {"min": pytest.approx(min(val))}   # the best epoch, not the last
+        for row in metrics["curve"]:                                          # the final FGSM curve, one key per ε
+            assert run.summary[f"eval/error_eps{row['eps']:g}"] == pytest.approx(row["error"])
+            assert run.summary[f"eval/confidence_eps{row['eps']:g}"] == pytest.approx(row["confidence"])
+        assert run.summary["eval/curve"]["_type"] == "table-file"
+        assert run.summary["clean_error"] == pytest.approx(metrics["clean_error"])
+
+
+@pytest.fixture
+def sweep_runs(tmp_path, offline):
+    """A sweep directory with the transfer and summary stage runs as the stages log them: the transfer table, a
+    real heatmap from the report's plotting code, and a self-contained report page."""
+    from pipeline.report.plots import plot_transfer
+    from pipeline.stages.plan import Job
+    from pipeline.stages.sweep_dir import log_stage
+
+    sweep_dir = tmp_path / "sweep"
+    (sweep_dir / "plots").mkdir(parents=True)
+    config = OmegaConf.to_container(compose("logger=wandb", f"logger.group={SWEEP}"), resolve=True)
+    jobs = [Job("a1", ("model=softmax",), config)]
+    transfer = pd.DataFrame({"source": ["softmax", "softmax", "maxout", "maxout"],
+                             "target": ["softmax", "maxout", "softmax", "maxout"],
+                             "eps": [0.25] * 4, "error": [0.99, 0.6, 0.8, 0.9]})
+    plot_transfer(transfer, 0.25, sweep_dir / "plots" / "transfer_eps0.25.png")
+    page = "<!doctype html><html><head><title>Harness</title></head><body><h1>Sweep ε=0.25</h1></body></html>"
+    (sweep_dir / "report.html").write_text(page, encoding="utf-8")
+
+    log_stage(sweep_dir, jobs, "transfer", {"transfer": transfer})
+    log_stage(sweep_dir, jobs, "summary", {"summary": transfer}, sorted((sweep_dir / "plots").glob("*.png")),
+              html=sweep_dir / "report.html")
+    return sweep_dir, {run.job_type: run for run in runs_in(sweep_dir)}, transfer, page, jobs
+
+
+def test_the_summary_run_holds_the_report_page_and_the_heatmaps(sweep_runs):
+    _, runs, _, page, _ = sweep_runs
+    summary = runs["summary"]
+    assert summary.group == SWEEP and summary.id.startswith(f"{SWEEP}-summary-")
+    report = summary.summary["report"]
+    assert report["_type"] == "html-file"
+    assert (summary.dir / "files" / report["path"]).read_text(encoding="utf-8") == page   # as written
+    assert summary.summary["plots/transfer_eps0.25"]["_type"] == "image-file"
+
+
+def test_the_wandb_report_shows_the_transfer_heatmaps_and_table_the_stage_runs_hold(sweep_runs):
+    import wandb_workspaces.reports.v2 as wr
+    from wandb_workspaces import expr
+
+    from pipeline.report.wandb_report import heatmaps, report_blocks
+
+    sweep_dir, runs, transfer, _, _ = sweep_runs
+    keys = heatmaps(sweep_dir)
+    assert keys == ["plots/transfer_eps0.25"]
+    assert set(keys) <= set(runs["summary"].summary)                 # what the summary run logged
+    assert runs["transfer"].table("transfer")["data"] == transfer.values.tolist()
+
+    # A W&B Report cannot be saved without network; its blocks are plain wandb_workspaces objects.
+    blocks = report_blocks(SWEEP, "harness", "someone", keys)
+    grids = [block for block in blocks if isinstance(block, wr.PanelGrid)]
+    panels = [(panel, grid.runsets[0]) for grid in grids for panel in grid.panels]
+    [(heatmap_panel, heatmap_runs)] = [(panel, runs) for panel, runs in panels
+                                       if isinstance(panel, wr.MediaBrowser) and panel.title == "transfer heatmaps"]
+    assert heatmap_panel.media_keys == keys
+    [(table_panel, table_runs)] = [(panel, runs) for panel, runs in panels
+                                   if isinstance(panel, wr.WeavePanelSummaryTable)]
+    assert table_panel.table_name == "transfer"
+    for runset, job_type in ((heatmap_runs, "summary"), (table_runs, "transfer")):
+        filters = {f.key.name: f.value for f in expr.expr_to_filters(runset.filters).filters}
+        assert filters == {"group": SWEEP, "jobType": job_type}     # the stage's run of this sweep
+
+
+def test_each_run_of_a_stage_is_its_own_wandb_run(sweep_runs):
+    from pipeline.stages.sweep_dir import log_stage
+
+    sweep_dir, _, transfer, _, jobs = sweep_runs
+    log_stage(sweep_dir, jobs, "summary", {"summary": transfer})   # the report stage again (jobs.report)
+    ids = [run.id for run in runs_in(sweep_dir) if run.job_type == "summary"]
+    assert len(ids) == 2 and len(set(ids)) == 2   # jobs.report after jobs.sweep: never two runs under one id
