@@ -50,7 +50,7 @@ def bench_transfer_scaling(sizes: Sizes, judged: bool) -> dict[str, Any]:
             for seeds in seeds_list:
                 cfg, chosen = sweep(seeds, pairs)
                 started = time.perf_counter()
-                table = transfer_stage(cfg, sweep_dir, chosen, force=True)
+                table, _ = transfer_stage(cfg, sweep_dir, chosen, force=True)
                 seconds = time.perf_counter() - started
                 meta = store.read_json(sweep_dir / TRANSFER_META)
                 expected = 2 * 2 * 2 * seeds if pairs == "seed_matched" else (2 * seeds) ** 2 * 2

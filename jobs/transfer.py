@@ -1,6 +1,8 @@
 """Recompute the transfer stage of an existing sweep: `python -m jobs.transfer dir=outputs/sweeps/<name>`."""
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -17,8 +19,10 @@ def transfer(stage: DictConfig) -> None:
 
     cfg, sweep_dir, jobs = open_sweep(stage)
     connect_cluster(cfg)
-    table = transfer_stage(cfg, sweep_dir, jobs, force=True)
+    table, failed = transfer_stage(cfg, sweep_dir, jobs, force=True)
     print(f"transfer: {len(table)} rows in {sweep_dir / TRANSFER}")
+    if failed:
+        sys.exit(1)   # each failed task was named on stderr
 
 
 main = entry_point(transfer)

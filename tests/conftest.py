@@ -26,6 +26,14 @@ def compose(*overrides: str, config_name: str = "config") -> DictConfig:
 
 
 @pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Debian's Chromium, installed when it is missing (the test is skipped where it cannot be)."""
+    from tests.support.chromium import chromium_for_tests
+
+    return chromium_for_tests()
+
+
+@pytest.fixture(scope="session")
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
     """The 5,000 embedded MNIST digits."""
     return pipeline.data.mnist5k()

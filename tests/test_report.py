@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.report.document import CSP, Document
 from pipeline.report.plots import pyplot, save
-from tests.support.chromium import Browser, chromium_path  # noqa: F401 (a fixture)
+from tests.support.chromium import Browser
 
 CLAIMS = pd.DataFrame({
     "claim": ["softmax is fooled", "maxout is fooled", "RBF is fooled less", "ensembles", "conv net"],

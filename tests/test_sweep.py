@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from pipeline.cluster.local import RayCluster
-from tests.support.chromium import chromium_path, load_page  # noqa: F401 (chromium_path: a fixture)
+from tests.support.chromium import load_page
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

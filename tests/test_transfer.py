@@ -47,7 +47,8 @@ def sweep(tmp_path_factory):
 
 def run(sweep_dir, *extra: str, force: bool = False) -> tuple[pd.DataFrame, dict]:
     cfg, jobs = sweep_config(*extra)
-    table = transfer_stage(cfg, sweep_dir, jobs, force=force)
+    table, failed = transfer_stage(cfg, sweep_dir, jobs, force=force)
+    assert failed == {}
     return table, store.read_json(sweep_dir / TRANSFER_META)
 
 

@@ -88,8 +88,9 @@ def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, 
          rho: float = 0.75, clip: Clip = (0.0, 1.0), generator: torch.Generator | None = None) -> torch.Tensor:
     """APGD on J in the L∞ ball of radius ε around x; y=None crafts with the model's own predictions.
 
-    Each restart starts at a uniform random point of the ball's surface in L∞ (the reference's start) and attacks
-    only the examples that no earlier restart fooled. Examples the model already gets wrong are returned as they are.
+    Each restart starts on the ball's surface, at x + ε·t/‖t‖∞ with t uniform in [−1, 1]ⁿ (the reference's start),
+    and attacks only the examples no earlier restart fooled. Examples the model already gets wrong come back as
+    they are.
     """
     eps = check_eps(eps)
     check_iterations(steps, restarts)

@@ -17,7 +17,6 @@ Tasks can be pinned to a node with the custom resources `node_head` and `node_wo
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -27,10 +26,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TypeVar
+
+from pipeline.cluster.processes import Proc, all_procs, descendants, die_with_parent, still_running
 
 
 T = TypeVar("T", bound="Service")
@@ -101,74 +101,6 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-@dataclass(frozen=True)
-class _Proc:
-    """A process as read from /proc; (pid, start) survives PID reuse."""
-
-    pid: int
-    ppid: int
-    sid: int
-    start: int  # clock ticks after boot
-    comm: str
-    cmdline: str
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: SIGTERM this child when the test process dies, so a test run
-    killed hard (pytest-timeout's thread method, say) does not leave a cluster
-    behind. Linux ties this to the spawning thread: start clusters from the
-    main thread or one that outlives them."""
-    _PRCTL(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-
-
-# Looked up before fork: the child of a threaded parent should not load libraries.
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
-
-
-def _read_proc(pid: int) -> _Proc | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # comm is in parentheses and may itself contain spaces or ')'.
-    comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):  # zombie or dead: nothing left to stop
-        return None
-    return _Proc(
-        pid=pid,
-        ppid=int(fields[1]),
-        sid=int(fields[3]),
-        start=int(fields[19]),
-        comm=comm,
-        cmdline=cmdline.replace(b"\0", b" ").decode(errors="replace"),
-    )
-
-
-def _all_procs() -> list[_Proc]:
-    procs = (_read_proc(int(d)) for d in os.listdir("/proc") if d.isdigit())
-    return [p for p in procs if p is not None]
-
-
-def _still_running(proc: _Proc) -> bool:
-    now = _read_proc(proc.pid)
-    return now is not None and now.start == proc.start
-
-
-def _descendants(pid: int, procs: list[_Proc]) -> list[_Proc]:
-    children: dict[int, list[_Proc]] = {}
-    for proc in procs:
-        children.setdefault(proc.ppid, []).append(proc)
-    out: list[_Proc] = []
-    todo = [pid]
-    while todo:
-        kids = children.get(todo.pop(), [])
-        out.extend(kids)
-        todo.extend(k.pid for k in kids)
-    return out
-
-
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -197,7 +129,7 @@ class RayCluster(Service):
         self._head: subprocess.Popen[bytes] | None = None
         self._worker: subprocess.Popen[bytes] | None = None
         self._logs: list[IO[bytes]] = []
-        self._seen: set[_Proc] = set()  # every cluster process met so far
+        self._seen: set[Proc] = set()  # every cluster process met so far
         self._node_ids: dict[str, str] = {}
 
     # -- public API ---------------------------------------------------------
@@ -220,7 +152,7 @@ class RayCluster(Service):
     def worker_raylet_pid(self) -> int:
         """PID of the worker node's raylet (kill it to simulate a lost node)."""
         assert self._worker is not None, "cluster not started"
-        for proc in _descendants(self._worker.pid, _all_procs()):
+        for proc in descendants(self._worker.pid, all_procs()):
             if proc.comm == "raylet":
                 return proc.pid
         raise RayClusterError("worker raylet not found (already dead?)")
@@ -341,7 +273,7 @@ class RayCluster(Service):
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     def _wait_for_nodes(self, deadline: float) -> None:
@@ -394,18 +326,18 @@ class RayCluster(Service):
             f"--- {path.name} ---\n{_tail(path)}" for path in sorted(self.tmp.glob("ray-*.log"))
         )
 
-    def _processes(self) -> list[_Proc]:
+    def _processes(self) -> list[Proc]:
         """Live processes of this cluster: everything in the launchers' sessions
         (sid = launcher PID), their descendants, and whatever was seen before."""
         launchers = [p for p in (self._head, self._worker) if p is not None]
         sessions = {p.pid for p in launchers}
-        procs = _all_procs()
-        found = {p for p in self._seen if _still_running(p)}
+        procs = all_procs()
+        found = {p for p in self._seen if still_running(p)}
         found.update(p for p in procs if p.sid in sessions)
         for launcher in launchers:
             # A reaped launcher's PID may belong to someone else by now.
             if launcher.poll() is None:
-                found.update(_descendants(launcher.pid, procs))
+                found.update(descendants(launcher.pid, procs))
         found = {p for p in found if p.pid != os.getpid()}
         self._seen.update(found)
         return sorted(found, key=lambda p: p.pid)

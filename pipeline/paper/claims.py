@@ -8,7 +8,8 @@ from typing import Any, Iterator, Sequence
 
 from pipeline.errors import ConfigError
 from pipeline.paper.results import Setting
-from pipeline.paper.verdicts import Attacked, Check, Claim, Evaluated, Number, Quantity, Transferred
+from pipeline.paper.quantities import Attacked, Evaluated, Transferred
+from pipeline.paper.verdicts import Check, Claim, Number, Quantity
 
 # The paper's settings (each option of conf/paper/ trains one of them).
 MAXOUT_240 = (("model.units", 240), ("model.pieces", 5))
@@ -170,16 +171,15 @@ def check_epsilons(cfg: Any, jobs: Sequence[Any], claims: Sequence[Claim] = CLAI
     run. Other sweeps are judged as they are: such a claim says NOT RUN with that reason."""
     if not any(o.startswith("+paper=") for job in jobs for o in job.overrides):
         return
-    for quantity in dict.fromkeys(quantities(claims)):
-        if (need := quantity.needs()) is None:
-            continue
-        key, eps = need
+    needed = [(q, *q.needs()) for q in dict.fromkeys(quantities(claims)) if q.needs() is not None]
+    jobs_of = {s: [job for job in jobs if s.matches(job.config)] for q, _, _ in needed for s in q.settings}
+    for quantity, key, eps in needed:
         section = key.split(".")[0]
         if section != "eval" and not cfg[section].enabled:
             continue
-        for job in jobs:
-            if any(setting.matches(job.config) for setting in quantity.settings):
+        for setting in quantity.settings:
+            for job in jobs_of[setting]:
                 held = job.config["eval"]["epsilons"] if section == "eval" else cfg[section].epsilons
                 if not any(math.isclose(eps, float(e), abs_tol=1e-9) for e in held):
                     raise ConfigError(f"{key}={list(held)} lacks ε={eps:g}, which the paper's claims read for "
-                                      f"{quantity.settings[0].name} (sweep {cfg.sweep.name}); add it")
+                                      f"{setting.name} (sweep {cfg.sweep.name}); add it")

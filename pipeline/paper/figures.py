@@ -25,8 +25,9 @@ from pipeline import store
 from pipeline.attacks import fgsm, input_gradient, predict
 from pipeline.data import test_set
 from pipeline.paper import claims
-from pipeline.paper.results import Results, lookup
-from pipeline.paper.verdicts import Attacked, Evaluated, Quantity, Setting
+from pipeline.paper.quantities import Attacked, Evaluated
+from pipeline.paper.results import Results, Setting, lookup
+from pipeline.paper.verdicts import Quantity
 from pipeline.report.plots import image, mosaic, pyplot, save
 
 

@@ -84,16 +84,17 @@ def run_sweep(cfg: DictConfig) -> int:
     with clock.stage("train"):
         outcome = train_stage(cfg, sweep_dir, jobs)
     say(f"trained {len(outcome.trained)}, reused {len(outcome.reused)}, failed {len(outcome.failed)}")
+    failed_tasks = {}   # what the transfer and evaluation tables lack (computed again by the next run)
     if cfg.transfer.enabled:
         from pipeline.stages.transfer import transfer_stage
 
         with clock.stage("transfer"):
-            transfer_stage(cfg, sweep_dir, jobs)
+            failed_tasks.update(transfer_stage(cfg, sweep_dir, jobs)[1])
     if cfg.evaluation.enabled:
         from pipeline.stages.evaluate import evaluation_stage
 
         with clock.stage("evaluation"):
-            evaluation_stage(cfg, sweep_dir, jobs)
+            failed_tasks.update(evaluation_stage(cfg, sweep_dir, jobs)[1])
     from pipeline.stages.report import print_summary, report_stage
 
     with clock.stage("report"):
@@ -102,4 +103,4 @@ def run_sweep(cfg: DictConfig) -> int:
     say(clock.summary())
     for job_id, reason in outcome.failed.items():
         say(f"job {job_id} failed: {reason}")
-    return 1 if outcome.failed else 0
+    return 1 if outcome.failed or failed_tasks else 0

@@ -98,9 +98,10 @@ def evaluate_job(job_id: str, job_dir: str, settings: Mapping[str, Any]) -> dict
     return {"rows": [{"job_id": job_id, **row, "clean_error": clean_error} for row in rows]}
 
 
-def evaluation_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: bool = False) -> pd.DataFrame:
+def evaluation_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: bool = False
+                     ) -> tuple[pd.DataFrame, dict[str, str]]:
     """evaluations.csv over the complete jobs, one part per job, recomputed only where the job's checkpoint, the
-    settings or this stage's code changed. Its W&B run holds the table."""
+    settings or this stage's code changed. Its W&B run holds the table. Returns it and the failed tasks' reasons."""
     metrics = complete_jobs(sweep_dir, jobs)
     settings = OmegaConf.to_container(cfg.evaluation, resolve=True)
     gpus = settings.pop("gpu", 0)
@@ -116,4 +117,4 @@ def evaluation_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: b
     stage_failures("evaluation", outcome)
     store.atomic_write(sweep_dir / EVALUATIONS, lambda tmp: table.to_csv(tmp, index=False))
     log_stage(sweep_dir, jobs, "evaluation", {"evaluations": table})
-    return table
+    return table, outcome.failed

@@ -177,10 +177,11 @@ def by_setting(table: pd.DataFrame, jobs: list[Job]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def transfer_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: bool = False) -> pd.DataFrame:
+def transfer_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: bool = False
+                   ) -> tuple[pd.DataFrame, dict[str, str]]:
     """transfer.csv and transfer_settings.csv over the complete jobs, computing only the parts whose inputs
     changed; transfer.json says how many tasks ran, models each loaded and input gradients taken. Its W&B run holds
-    the per-setting table (and the full one when it is small)."""
+    the per-setting table (and the full one when it is small). Returns the table and the failed tasks' reasons."""
     metrics = complete_jobs(sweep_dir, jobs)
     section = cfg.transfer
     calls = tasks(jobs, sweep_dir, metrics, section)
@@ -197,4 +198,4 @@ def transfer_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: boo
         "models_loaded": [r["models_loaded"] for r in computed], "input_gradients": sum(r["gradients"] for r in computed)})
     log_stage(sweep_dir, jobs, "transfer", {"transfer_settings": settings,
                                             **({"transfer": table} if len(table) <= 10_000 else {})})
-    return table
+    return table, outcome.failed

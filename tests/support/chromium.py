@@ -48,9 +48,8 @@ def install_chromium() -> str:
     return str(chromium())
 
 
-@pytest.fixture(scope="session")
-def chromium_path() -> str:
-    """Chromium's path for tests that open pages (import this fixture into the test module); installs Chromium
+def chromium_for_tests() -> str:
+    """Chromium's path for tests that open pages (the `chromium_path` fixture of conftest.py); installs Chromium
     when it is missing, skips where it cannot."""
     reason = chromium_available()
     if reason:
