@@ -18,11 +18,11 @@ from pipeline import store
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
-EPOCHS = 6
+EPOCHS = 20   # long enough that the kill lands before the end, on a fast machine too
 # A maxout job with dropout, noise training and early stopping: every random state and callback must survive.
 ARGS = ["sweep.grid.model=maxout", "sweep.grid.regularizer=sign_noise",
-        f'sweep.overrides=["trainer.max_epochs={EPOCHS}","data.limit=600","model.units=32","model.pieces=2",'
-        '"logger=none","+early_stopping={monitor: val/fgsm_error, eps: 0.25, patience: 10}"]']
+        f'sweep.overrides=["trainer.max_epochs={EPOCHS}","data.limit=2000","model.units=64","model.pieces=2",'
+        '"logger=none","+early_stopping={monitor: val/fgsm_error, eps: 0.25, patience: 30}"]']
 
 
 def command(sweep_dir: Path) -> list[str]:
@@ -64,13 +64,13 @@ def test_a_killed_job_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_r
     process.wait(timeout=120)
     assert process.returncode == code            # SIGTERM: a non-zero exit, the job did not finish
     done = epochs_saved(tmp_path)
-    assert 2 <= done < EPOCHS
+    assert 2 <= done < uninterrupted["epochs"]
     assert not glob.glob(f"{tmp_path}/jobs/*/{store.METRICS}")
 
     again = subprocess.run(command(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     resumed = metrics(tmp_path)
-    assert resumed["resumed_from_epoch"] == done and resumed["epochs_this_attempt"] == EPOCHS - done
+    assert resumed["resumed_from_epoch"] == done and resumed["epochs_this_attempt"] == uninterrupted["epochs"] - done
     assert resumed["attempt"] == 2 and resumed["epochs"] == uninterrupted["epochs"]
     assert resumed["checkpoint"]["sha256"] == uninterrupted["checkpoint"]["sha256"]
     assert resumed["early_stopping"] == uninterrupted["early_stopping"]

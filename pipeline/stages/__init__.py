@@ -70,7 +70,7 @@ def run_sweep(cfg: DictConfig) -> int:
         check_transfer(cfg.transfer, jobs)
         store.atomic_write(sweep_dir / SETTINGS, lambda tmp: OmegaConf.save(cfg, tmp, resolve=True))
         write_plan(sweep_dir, jobs)
-    say(f"{len(jobs)} jobs planned in {sweep_dir} ({clock.seconds['plan']:.1f}s)")
+    say(f"{len(jobs)} jobs planned in {sweep_dir}")   # slurm/*.sbatch read the folder from this line
     if cfg.plan_only:
         for index, job in enumerate(jobs):
             print(f"{index}\t{job.id}\t{' '.join(job.overrides)}")
