@@ -70,7 +70,7 @@ def sweep_driver(spec_path: str) -> None:
             metrics = store.read_metrics(directory)
             if metrics is None:
                 continue
-            began = (directory / store.CONFIG).stat().st_mtime
+            began = metrics["started"]
             ended = (directory / store.METRICS).stat().st_mtime
             per_job.append({"id": job.id, "label": job.label, "node": metrics.get("ray_node_id"),
                             "cuda_visible_devices": metrics.get("cuda_visible_devices"),
@@ -125,7 +125,7 @@ def bench_sweep(sizes: Sizes, address: str | None, judged: bool) -> dict[str, An
             "cluster_startup_seconds": startup, "address": address, "slots": slots, "planned": sizes.sweep_jobs,
             "experiment": sizes.sweep_experiment, "overrides": list(sizes.sweep_overrides), **cold,
             "warm": rounds[1] if len(rounds) > 1 else None,
-            "job_time": "per job, in the task: config.yaml written (run_job starts) to metrics.json written "
+            "job_time": "per job, in the task: run_job called (metrics.json: started) to metrics.json written "
                         "(data, model, Trainer.fit, FGSM curve, scores, checkpoint); excludes the worker's imports",
             "judged_round": "cold: the sweep's first run_jobs on fresh workers (what a sweep gets); warm: the same "
                             "jobs again on the workers round 0 started", "ok": ok,

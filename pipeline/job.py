@@ -102,6 +102,7 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
     from pipeline.module import AdversarialModule
     from pipeline.resume import LastEpoch, resumable
 
+    began = time.time()
     quiet_lightning()
     job_dir = Path(job_dir)
     job_id = cfg.get("job_id") or job_dir.name
@@ -146,7 +147,7 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
             "val_error": clean_scores(model, *data.splits["val"], cfg.eval.batch_size)[0],
             "attack": {"name": attack.name, "clip": list(attack.clip) if attack.clip else None,
                        "craft_with": attack.craft_with},
-            "curve": curve.rows(), "epochs": trainer.current_epoch, "train_seconds": train_seconds,
+            "curve": curve.rows(), "epochs": trainer.current_epoch, "train_seconds": train_seconds, "started": began,
             "resumed_from_epoch": last.resumed_from, "epochs_this_attempt": last.trained_here,
             "early_stopping": callbacks[-1].summary() if callbacks else None,
             "node": socket.gethostname(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),

@@ -13,7 +13,8 @@ Files follow the process's umask (0644 under umask 022), so a team can read a sw
 metrics.json schema (version 1):
     job_id, seed, status="complete", clean_error, clean_confidence, train_error, val_error,
     attack: {name, clip, craft_with}, curve: [{eps, error, confidence, confidence_wrong}, ...] (one row per ε),
-    epochs, train_seconds, node, checkpoint: {file, sha256}, versions: {python, torch, ...},
+    epochs, train_seconds, started (time.time() when run_job began), node, checkpoint: {file, sha256},
+    versions: {python, torch, ...},
     code: {version, fingerprint, commit} (pipeline.provenance), attempt, resumed_from_epoch
 """
 from __future__ import annotations

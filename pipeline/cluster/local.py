@@ -89,10 +89,16 @@ class RayClusterError(RuntimeError):
     """The cluster did not come up (the message carries the node logs)."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct ports free now: all held open at once, so that two calls cannot hand out the same one."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _port_open(port: int) -> bool:
@@ -125,6 +131,7 @@ class RayCluster(Service):
         self.fast_health_check = fast_health_check
         self.startup_timeout = startup_timeout
         self.port = 0
+        self._agent_ports: list[int] = []   # each node's dashboard agent
         self._temp_root: Path | None = None
         self._head: subprocess.Popen[bytes] | None = None
         self._worker: subprocess.Popen[bytes] | None = None
@@ -168,7 +175,8 @@ class RayCluster(Service):
         # Unix socket paths are capped at 107 chars and live under
         # <temp-dir>/session_<date>_<pid>/sockets/: keep the root in /tmp.
         self._temp_root = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
-        self.port = _free_port()
+        # GCS, client server, dashboard, and each node's dashboard agent: distinct (Ray refuses a port twice)
+        self.port, client_port, dashboard_port, *self._agent_ports = _free_ports(5)
         deadline = time.monotonic() + self.startup_timeout
 
         head_env = self._base_env()
@@ -183,8 +191,8 @@ class RayCluster(Service):
                 # Fixed defaults (10001, 8265) would clash between clusters of
                 # parallel tests; the dashboard process is started even with
                 # --include-dashboard=false and a dead one ends the node.
-                f"--ray-client-server-port={_free_port()}",
-                f"--dashboard-port={_free_port()}",
+                f"--ray-client-server-port={client_port}",
+                f"--dashboard-port={dashboard_port}",
             ],
             head_env,
         )
@@ -260,7 +268,7 @@ class RayCluster(Service):
             f"--num-gpus={self.num_gpus}",
             "--object-store-memory=200000000",  # default is ~30% of RAM per node
             # Default 52365 for both nodes of one machine would clash.
-            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--dashboard-agent-listen-port={self._agent_ports[role == 'worker']}",
             f"--resources={json.dumps({f'node_{role}': 100})}",
         ]
         log = open(self.tmp / f"ray-{role}.log", "wb")

@@ -87,13 +87,13 @@ def run_tasks(stage: str, function: Callable[..., Any], calls: Mapping[str, Sequ
     pending = {task.remote(board, key, function, *args): key for key, args in calls.items()}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_seconds)
-        for ref in ready:
-            key = pending.pop(ref)
+        ended = [pending.pop(ref) for ref in ready]
+        for ref, key in zip(ready, ended):
             try:
                 finished(key, ray.get(ref))
             except Exception as error:  # noqa: BLE001 - a failed task is reported, the stage goes on
                 outcome.failed[key] = reason(key, error)
-        running = _running(board)
+        running = _running(board, ended)
         running = len(pending) if running is None else min(running, len(pending))
         progress.show(already_done + len(outcome.results), running, len(outcome.failed))
     progress.show(already_done + len(outcome.results), 0, len(outcome.failed))
@@ -102,12 +102,10 @@ def run_tasks(stage: str, function: Callable[..., Any], calls: Mapping[str, Sequ
 
 
 def _announced(board, key: str, function: Callable[..., Any], *args: Any) -> Any:
-    """The body of every Ray task: tell the board it runs (running vs queued in the progress line), then work."""
+    """The body of every Ray task: tell the board it runs (running vs queued in the progress line), then work.
+    The driver tells the board which tasks ended: one message per task from the workers, not two."""
     board.started.remote(key)
-    try:
-        return function(*args)
-    finally:
-        board.finished.remote(key)
+    return function(*args)
 
 
 def _progress_board():
@@ -124,10 +122,10 @@ def _progress_board():
         def started(self, key: str) -> None:
             self.running.add(key)
 
-        def finished(self, key: str) -> None:
-            self.running.discard(key)
-
-        def count(self) -> int:
+        def ended(self, keys: list[str]) -> int:
+            """Forget the tasks that ended; how many are running (a start that arrives after its end leaves a key
+            behind: the driver caps the count at the tasks still pending)."""
+            self.running.difference_update(keys)
             return len(self.running)
 
     # On the driver's node: a board on a lost worker node would take the progress display down with it.
@@ -135,11 +133,12 @@ def _progress_board():
     return ProgressBoard.options(scheduling_strategy=here).remote()
 
 
-def _running(board) -> int | None:
-    """How many tasks say they are running; None if the board is gone (progress shows fewer details then)."""
+def _running(board, ended: list[str]) -> int | None:
+    """How many tasks say they are running, once those that `ended` are forgotten; None if the board is gone
+    (progress shows fewer details then)."""
     import ray
 
     try:
-        return ray.get(board.count.remote(), timeout=10)
+        return ray.get(board.ended.remote(ended), timeout=10)
     except Exception:  # noqa: BLE001 - progress display only
         return None
