@@ -126,8 +126,9 @@ class Composer:
         return OmegaConf.to_container(self.compose(overrides), resolve=True)
 
     def __call__(self, overrides: Sequence[str]) -> dict[str, Any]:
-        groups = tuple(o for o in overrides if is_group_override(o))
-        values = [o for o in overrides if not is_group_override(o)]
+        kinds = [is_group_override(o) for o in overrides]
+        groups = tuple(o for o, group in zip(overrides, kinds) if group)
+        values = [o for o, group in zip(overrides, kinds) if not group]
         if groups not in self.bases:
             for override in groups:
                 check_option(override)

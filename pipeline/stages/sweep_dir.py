@@ -64,11 +64,12 @@ def complete_jobs(sweep_dir: Path, jobs: list[Job]) -> dict[str, dict[str, Any]]
     return {job_id: metrics for job_id, metrics in found.items() if metrics is not None}
 
 
-def failed_jobs(sweep_dir: Path, jobs: list[Job]) -> dict[str, str]:
+def failed_jobs(sweep_dir: Path, jobs: list[Job], complete: Mapping[str, Any]) -> dict[str, str]:
+    """The reason of each job that is not `complete` (complete_jobs' result) and left a failure record."""
     failures = {}
     for job in jobs:
         directory = job_dir(sweep_dir, job)
-        if not store.is_complete(directory) and (directory / store.FAILURE).exists():
+        if job.id not in complete and (directory / store.FAILURE).exists():
             failures[job.id] = store.read_json(directory / store.FAILURE).get("reason", "unknown")
     return failures
 

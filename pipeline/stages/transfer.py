@@ -116,9 +116,14 @@ def select(jobs: list[Job], names: Sequence[str] | None, key: str) -> set[str] |
     return chosen
 
 
+def pairs(section: DictConfig) -> str:
+    """transfer.pairs (a sweep.yaml written before the key existed means seed_matched)."""
+    return section.get("pairs", "seed_matched")
+
+
 def check_transfer(section: DictConfig, jobs: list[Job]) -> None:
     """Refuse bad transfer settings while planning, before Ray starts."""
-    if section.get("pairs", "seed_matched") not in PAIRS:
+    if pairs(section) not in PAIRS:
         raise ConfigError(f"transfer.pairs={section.pairs!r}; use seed_matched (a source attacks the targets of its "
                           "own seed: linear in seeds) or all (every pair: quadratic)")
     for key in ("sources", "targets"):
@@ -135,10 +140,11 @@ def tasks(jobs: list[Job], sweep_dir: Path, metrics: dict[str, dict[str, Any]], 
     complete = [job for job in jobs if job.id in metrics]
     sources = select(complete, listed(section.get("sources")), "transfer.sources")
     targets = select(complete, listed(section.get("targets")), "transfer.targets")
+    matched = pairs(section) == "seed_matched"
     groups: dict[tuple, list[Job]] = {}
     for job in complete:
         data = json.dumps(job.config["data"], sort_keys=True)
-        seed = job.config.get("seed") if section.get("pairs", "seed_matched") == "seed_matched" else None
+        seed = job.config.get("seed") if matched else None
         groups.setdefault((data, seed), []).append(job)
     settings = {"epsilons": list(section.epsilons), "clip": listed(section.clip), "craft_with": section.craft_with,
                 "batch_size": int(section.batch_size)}
@@ -146,7 +152,7 @@ def tasks(jobs: list[Job], sweep_dir: Path, metrics: dict[str, dict[str, Any]], 
     for group in groups.values():
         crafting = [job.id for job in group if sources is None or job.id in sources]
         predicting = [job.id for job in group if targets is None or job.id in targets]
-        units = [crafting] if section.get("pairs", "seed_matched") == "seed_matched" else [[s] for s in crafting]
+        units = [crafting] if matched else [[s] for s in crafting]
         for unit in units if predicting else []:
             inputs = {"sources": checkpoints(sweep_dir, unit, metrics),
                       "targets": checkpoints(sweep_dir, predicting, metrics),
@@ -193,7 +199,7 @@ def transfer_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: boo
     store.atomic_write(sweep_dir / TRANSFER_SETTINGS, lambda tmp: settings.to_csv(tmp, index=False))
     computed = list(outcome.results.values())
     store.write_json(sweep_dir / TRANSFER_META, {
-        "pairs": section.get("pairs", "seed_matched"), "tasks": len(calls), "computed": len(computed),
+        "pairs": pairs(section), "tasks": len(calls), "computed": len(computed),
         "reused": len(calls) - len(computed) - len(outcome.failed), "failed": outcome.failed, "rows": len(table),
         "models_loaded": [r["models_loaded"] for r in computed], "input_gradients": sum(r["gradients"] for r in computed)})
     log_stage(sweep_dir, jobs, "transfer", {"transfer_settings": settings,
