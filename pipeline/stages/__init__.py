@@ -56,6 +56,7 @@ class Stopwatch:
 def run_sweep(cfg: DictConfig) -> int:
     """The whole sweep (or, with plan_only / task, its plan or one of its jobs); returns the exit code."""
     from pipeline.paper.claims import check_epsilons
+    from pipeline.stages.fetch import downloading, fetch_data
     from pipeline.stages.plan import plan
     from pipeline.stages.sweep_dir import SETTINGS, SUMMARY, write_plan
     from pipeline.stages.train import check_rerun, train_one, train_stage
@@ -79,6 +80,9 @@ def run_sweep(cfg: DictConfig) -> int:
         trained = train_one(cfg, sweep_dir, jobs, int(cfg.task))
         say(f"task {cfg.task}: {'trained' if trained else 'already complete'}")
         return 0
+    if downloading(jobs):
+        with clock.stage("data"):
+            jobs = fetch_data(jobs)
     with clock.stage("ray"):
         connect_cluster(cfg)
     with clock.stage("train"):

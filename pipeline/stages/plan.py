@@ -20,6 +20,8 @@ from pipeline.stages.composer import Composer, with_value
 # Keys that do not change a job's results, left out of its id (so renaming a sweep or changing the logger
 # does not retrain anything).
 NOT_IN_ID = ("logger", "choices", "job_id")
+# Where the data lies and whether it may be fetched, not what it is: moving the data retrains nothing.
+DATA_LOCATION = ("root", "path", "download")
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,30 @@ def conditional_overrides(point: Sequence[str], when: Mapping[str, Sequence[str]
     return [o for condition, extra in (when or {}).items() if condition in point for o in extra]
 
 
+def data_identity(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A data config as a job id counts it: without its location; a user's files (data=folder, data=arrays) by
+    their content's sha256."""
+    from pipeline.sources import content_digest
+
+    identity = {k: v for k, v in data.items() if k not in DATA_LOCATION}
+    digest = content_digest(data)
+    return {**identity, "sha256": digest} if digest else identity
+
+
 def job_id(config: Mapping[str, Any]) -> str:
     significant = {k: v for k, v in config.items() if k not in NOT_IN_ID}
+    if isinstance(significant.get("data"), Mapping):
+        significant["data"] = data_identity(significant["data"])
     return hashlib.sha256(json.dumps(significant, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def located(config: dict[str, Any]) -> dict[str, Any]:
+    """data.root and data.path made absolute here, on the driver: Ray workers and SLURM tasks run elsewhere."""
+    from pipeline.sources import absolute
+
+    data = config.get("data")
+    paths = {k: absolute(data[k]) for k in ("root", "path") if isinstance(data, Mapping) and isinstance(data.get(k), str)}
+    return {**config, "data": {**data, **paths}} if paths else config
 
 
 def plan(sweep: DictConfig, group: str | None = None, composer: Composer | None = None) -> list[Job]:
@@ -93,7 +116,7 @@ def plan(sweep: DictConfig, group: str | None = None, composer: Composer | None 
     when = OmegaConf.to_container(sweep.when) if sweep.get("when") else {}
     jobs: dict[str, Job] = {}
     for point in grid_overrides(OmegaConf.to_container(sweep.grid, resolve=True)):
-        config = composer(fixed + conditional_overrides(point, when) + point)
+        config = located(composer(fixed + conditional_overrides(point, when) + point))
         if group is not None:
             config = with_value(config, f"++logger.group={json.dumps(group)}")
         identity = job_id(config)

@@ -1,0 +1,304 @@
+"""Where a data set's images come from: a folder of image files (ImageFolder layout), a `.npz` of arrays, or a
+torchvision data set by name. Every source ends in the same form, checked the same way: images as float tensors
+in [0, 1] with a channel axis ([N, C, H, W]), labels 0..classes-1 (pipeline.data splits and serves them).
+
+A problem with the input is one line naming the file and what is wrong (ConfigError).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from pipeline.errors import ConfigError
+
+Split = tuple[torch.Tensor, torch.Tensor]  # images [N, C, H, W] in [0, 1], labels [N]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+CHANNELS = (1, 3, 4)   # grey, RGB, RGBA: how an image array's channel axis is told from its height and width
+
+
+class DataMissing(ConfigError):
+    """A data set is not on disk and cannot be downloaded."""
+
+
+def as_images(array: Any, where: str) -> torch.Tensor:
+    """Images as float32 [N, C, H, W] in [0, 1]: bytes are divided by 255, floats must already lie in [0, 1];
+    [N, H, W] gains a channel axis, [N, H, W, C] (numpy's and PIL's order) is turned to [N, C, H, W]."""
+    x = torch.as_tensor(np.asarray(array))
+    if x.ndim not in (3, 4):
+        raise ConfigError(f"{where}: images have shape {tuple(x.shape)}; expected [N, H, W], [N, C, H, W] or "
+                          "[N, H, W, C]")
+    if x.dtype == torch.uint8:
+        x = x.to(torch.float32) / 255.0
+    elif x.is_floating_point():
+        x = x.to(torch.float32)
+        if len(x) and not (x.min() >= 0 and x.max() <= 1):   # also refuses NaN
+            raise ConfigError(f"{where}: float pixels span [{float(x.min()):g}, {float(x.max()):g}]; expected "
+                              "[0, 1] (or uint8 bytes 0..255)")
+    else:
+        raise ConfigError(f"{where}: images of type {x.dtype}; expected uint8 (0..255) or float in [0, 1]")
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    elif x.shape[1] not in CHANNELS and x.shape[-1] in CHANNELS:
+        x = x.permute(0, 3, 1, 2)
+    return x.contiguous()
+
+
+def as_labels(array: Any, where: str) -> torch.Tensor:
+    y = torch.as_tensor(np.asarray(array))
+    if y.ndim != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ConfigError(f"{where}: labels of shape {tuple(y.shape)} and type {y.dtype}; expected one integer "
+                          "class per image")
+    return y.to(torch.long)
+
+
+def checked(train: Split, test: Split | None, where: str) -> None:
+    """The one check every source passes (TensorDataModule.setup): as many labels as images, and labels 0..classes-1 where classes is
+    one more than the largest training label and every class has training examples."""
+    for name, (x, y) in (("train", train), ("test", test)) if test is not None else (("data", train),):
+        if len(x) != len(y):
+            raise ConfigError(f"{where}: {name} has {len(x)} images but {len(y)} labels")
+        if not len(y):
+            raise ConfigError(f"{where}: {name} holds no images")
+    labels = train[1]
+    if int(labels.min()) < 0:
+        raise ConfigError(f"{where}: label {int(labels.min())} is negative; labels are classes 0..classes-1")
+    counts = torch.bincount(labels)
+    if (counts == 0).any():
+        empty = torch.nonzero(counts == 0).flatten().tolist()
+        raise ConfigError(f"{where}: classes {empty} have no training images; labels must be 0..{len(counts) - 1} "
+                          "with every class present")
+    if test is not None:
+        outside = test[1][(test[1] < 0) | (test[1] >= len(counts))]
+        if len(outside):
+            raise ConfigError(f"{where}: test label {int(outside[0])} is outside 0..{len(counts) - 1} (the classes "
+                              "of the training data)")
+        if train[0].shape[1:] != test[0].shape[1:]:
+            raise ConfigError(f"{where}: train images are {tuple(train[0].shape[1:])}, test images "
+                              f"{tuple(test[0].shape[1:])}; expected one shape")
+
+
+def absolute(path: str | None) -> str | None:
+    """A path as the driver sees it: `~` expanded, relative to the current folder (Ray workers run elsewhere);
+    a value still to be given (`???`) is left for the check that asks for it."""
+    return path if path in (None, "???") else str(Path(path).expanduser().absolute())
+
+
+# --- data=folder -------------------------------------------------------------------------------------------
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def class_folders(split: Path) -> dict[str, list[Path]]:
+    """The class folders of train/ or test/ and their image files, in name order (ImageFolder's classes)."""
+    if not split.is_dir():
+        raise ConfigError(f"{split}: no such folder; data=folder expects <root>/train/<class>/*.png and "
+                          "<root>/test/<class>/*.png")
+    classes = {p.name: image_files(p) for p in sorted(split.iterdir()) if p.is_dir()}
+    if not classes:
+        raise ConfigError(f"{split}: no class folders; expected one folder of images per class")
+    for name, files in classes.items():
+        if not files:
+            raise ConfigError(f"{split / name}: empty class (no {', '.join(IMAGE_SUFFIXES[:3])}... files)")
+    return classes
+
+
+def read_image(path: Path) -> np.ndarray:
+    """One image file as uint8 [H, W] (grey) or [H, W, 3] (colour)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            grey = image.mode in ("1", "L", "LA", "I", "I;16", "F")
+            return np.asarray(image.convert("L" if grey else "RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise ConfigError(f"{path}: not a readable image ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+
+
+def read_class_folders(split: Path, classes: list[str]) -> Split:
+    found = class_folders(split)
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise ConfigError(f"{split / unknown[0]}: not a class of the training folder (classes: {', '.join(classes)})")
+    images, labels, first = [], [], None
+    for label, name in enumerate(classes):
+        for path in found.get(name, []):
+            image = read_image(path)
+            if first is None:
+                first = (path, image.shape)
+            elif image.shape != first[1]:
+                raise ConfigError(f"{path}: image of shape {image.shape}, but {first[0]} is {first[1]}; every image "
+                                  "must have one size and colour mode")
+            images.append(image)
+            labels.append(label)
+    return as_images(np.stack(images), str(split)), torch.tensor(labels, dtype=torch.long)
+
+
+def folder(root: str) -> tuple[Split, Split]:
+    """data=folder: `<root>/train/<class>/*.png` and `<root>/test/<class>/*.png` (torchvision's ImageFolder
+    layout); classes are the training folder's subfolders in name order, labelled 0, 1, ..."""
+    base = Path(root)
+    classes = list(class_folders(base / "train"))
+    return read_class_folders(base / "train", classes), read_class_folders(base / "test", classes)
+
+
+# --- data=arrays -------------------------------------------------------------------------------------------
+
+ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def arrays(path: str) -> tuple[Split, Split]:
+    """data=arrays: one `.npz` holding x_train, y_train, x_test, y_test (images uint8 or float in [0, 1])."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"data.path={path}: no such file; expected a .npz with {', '.join(ARRAY_KEYS)}")
+    try:
+        with np.load(file, allow_pickle=False) as npz:
+            missing = [key for key in ARRAY_KEYS if key not in npz.files]
+            if missing:
+                raise ConfigError(f"{file}: no {', '.join(missing)} (found {', '.join(npz.files) or 'nothing'}); "
+                                  f"expected {', '.join(ARRAY_KEYS)}")
+            loaded = {key: npz[key] for key in ARRAY_KEYS}
+    except (OSError, ValueError, EOFError) as error:
+        raise ConfigError(f"{file}: not a readable .npz ({str(error).splitlines()[0]})") from None
+    train = as_images(loaded["x_train"], f"{file}: x_train"), as_labels(loaded["y_train"], f"{file}: y_train")
+    test = as_images(loaded["x_test"], f"{file}: x_test"), as_labels(loaded["y_test"], f"{file}: y_test")
+    return train, test
+
+
+# --- data=torchvision --------------------------------------------------------------------------------------
+
+
+def dataset_class(name: str) -> type:
+    import torchvision
+
+    found = getattr(torchvision.datasets, name, None)
+    if not isinstance(found, type):
+        raise ConfigError(f"data.dataset={name!r} is not a torchvision data set; e.g. MNIST, FashionMNIST, KMNIST, "
+                          "CIFAR10, CIFAR100, SVHN")
+    return found
+
+
+def split_argument(cls: type, train: bool) -> dict[str, Any]:
+    """torchvision names its splits two ways: `train=True/False` (MNIST, CIFAR) or `split="train"/"test"` (SVHN)."""
+    parameters = inspect.signature(cls.__init__).parameters
+    if "train" in parameters:
+        return {"train": train}
+    if "split" in parameters:
+        return {"split": "train" if train else "test"}
+    raise ConfigError(f"data.dataset={cls.__name__} has neither a train nor a split argument; use data=folder")
+
+
+def dataset_split(dataset: Any, where: str) -> Split:
+    """A torchvision data set's images and labels: its in-memory arrays when it keeps them (MNIST, CIFAR, SVHN),
+    else every item read once."""
+    labels = next((getattr(dataset, name) for name in ("targets", "labels") if hasattr(dataset, name)), None)
+    if hasattr(dataset, "data") and labels is not None and isinstance(dataset.data, (np.ndarray, torch.Tensor)):
+        return as_images(dataset.data, where), as_labels(labels, where)
+    items = [dataset[i] for i in range(len(dataset))]
+    try:
+        images = np.stack([np.asarray(image) for image, _ in items])
+    except ValueError:
+        raise ConfigError(f"{where}: images of different sizes; resize them into a folder and use data=folder") from None
+    return as_images(images, where), as_labels([label for _, label in items], where)
+
+
+@contextmanager
+def removing_what_fails(root: Path, depth: int = 3) -> Iterator[None]:
+    """Remove what a failed attempt created under root (a download leaves <root>/MNIST/raw behind): the files and
+    folders within `depth` levels (torchvision's <root>/<Name>/raw/<file>) that were not there before."""
+    def listing() -> set[Path]:
+        found, level = set(), [root]
+        for _ in range(depth):
+            level = [child for parent in level if parent.is_dir() for child in parent.iterdir()]
+            found.update(level)
+        return found
+
+    existed, before = root.exists(), listing() if root.exists() else set()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            for path in sorted(listing() - before, key=lambda p: len(p.parts)):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
+
+
+def torchvision(dataset: str, root: str, download: bool = False, dataset_options: Mapping[str, Any] | None = None,
+                hint: str = "download it on a machine with network access into that folder") -> tuple[Split, Split]:
+    """data=torchvision: the train and test splits of torchvision.datasets.<dataset> under root."""
+    cls = dataset_class(dataset)
+    splits = []
+    for train in (True, False):
+        where = f"{dataset} under data.root={root}"
+        try:
+            with removing_what_fails(Path(root)) if download else _nothing():
+                loaded = cls(root, download=download, **split_argument(cls, train), **dict(dataset_options or {}))
+        except (RuntimeError, OSError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise DataMissing(f"{dataset} not found under data.root={root} ({reason}); {hint}") from None
+        except TypeError as error:
+            raise ConfigError(f"data.dataset_options={dict(dataset_options or {})} do not fit {dataset}: {error}") from None
+        splits.append(dataset_split(loaded, where))
+    return splits[0], splits[1]
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+# --- what a job id holds instead of a location ------------------------------------------------------------
+
+
+# The sources that read a user's own files, and the config key naming them (a file or a folder).
+USER_FILES = {"pipeline.sources.folder": "root", "pipeline.sources.arrays": "path"}
+
+
+def content_digest(data: Mapping[str, Any]) -> str | None:
+    """The sha256 of the files a data=folder or data=arrays config points at (None for named data sets): a job id
+    counts the data, not where it lies, so a moved folder reuses results and a changed file retrains."""
+    key = USER_FILES.get(str(data.get("source")))
+    if key is None:
+        return None
+    if data.get(key) in (None, "???"):
+        raise ConfigError(f"data.{key} is required here; set it, e.g. data.{key}=<{'folder' if key == 'root' else 'file'}>")
+    place = Path(absolute(str(data[key])))
+    if place.is_dir():
+        return _digest(tuple(sorted(p for p in place.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)),
+                       place)
+    if not place.is_file():
+        raise ConfigError(f"data.{key}={data[key]}: no such {'folder' if key == 'root' else 'file'}")
+    return _digest((place,))
+
+
+def _digest(files: tuple[Path, ...], base: Path | None = None) -> str:
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _digest_of(stamp, str(base) if base else None)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest_of(stamp: tuple[tuple[str, int, int], ...], base: str | None) -> str:
+    """Cached on the files' names, sizes and times: a sweep plans many jobs on one data set."""
+    digest = hashlib.sha256()
+    for name, _, _ in stamp:
+        if base is not None:   # a folder: its layout (class names) counts too
+            digest.update(str(Path(name).relative_to(base)).encode() + b"\0")
+        with open(name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
