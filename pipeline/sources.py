@@ -10,7 +10,7 @@ import functools
 import hashlib
 import inspect
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -246,7 +246,7 @@ def torchvision(dataset: str, root: str, download: bool = False, dataset_options
     for train in (True, False):
         where = f"{dataset} under data.root={root}"
         try:
-            with removing_what_fails(Path(root)) if download else _nothing():
+            with removing_what_fails(Path(root)) if download else nullcontext():
                 loaded = cls(root, download=download, **split_argument(cls, train), **dict(dataset_options or {}))
         except (RuntimeError, OSError) as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -255,11 +255,6 @@ def torchvision(dataset: str, root: str, download: bool = False, dataset_options
             raise ConfigError(f"data.dataset_options={dict(dataset_options or {})} do not fit {dataset}: {error}") from None
         splits.append(dataset_split(loaded, where))
     return splits[0], splits[1]
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 # --- what a job id holds instead of a location ------------------------------------------------------------
