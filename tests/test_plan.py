@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from pipeline.config import CONF_DIR, compose_job, group_options, hydra_context
 from pipeline.errors import ConfigError
 from pipeline.stages.composer import Composer
-from pipeline.stages.plan import conditional_overrides, grid_overrides, job_id, plan
+from pipeline.stages.plan import conditional_overrides, grid_overrides, job_id, located, plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,7 +123,7 @@ def composed_one_by_one(cfg) -> list[dict]:
     for point in grid_overrides(OmegaConf.to_container(sweep.grid, resolve=True)):
         job = compose_job(list(sweep.overrides) + conditional_overrides(point, when) + point)
         job.logger.group = sweep.name
-        configs.append(OmegaConf.to_container(job, resolve=True))
+        configs.append(located(OmegaConf.to_container(job, resolve=True)))   # data paths made absolute, as planned
     return configs
 
 
