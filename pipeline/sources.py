@@ -85,6 +85,11 @@ def checked(train: Split, test: Split | None, where: str) -> None:
                               f"{tuple(test[0].shape[1:])}; expected one shape")
 
 
+def reason(error: BaseException) -> str:
+    """An exception's first line, for a one-line error."""
+    return str(error).splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 def absolute(path: str | None) -> str | None:
     """A path as the driver sees it: `~` expanded, relative to the current folder (Ray workers run elsewhere);
     a value still to be given (`???`) is left for the check that asks for it."""
@@ -121,7 +126,7 @@ def read_image(path: Path) -> np.ndarray:
             grey = image.mode in ("1", "L", "LA", "I", "I;16", "F")
             return np.asarray(image.convert("L" if grey else "RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise ConfigError(f"{path}: not a readable image ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+        raise ConfigError(f"{path}: not a readable image ({reason(error)})") from None
 
 
 def read_class_folders(split: Path, classes: list[str]) -> Split:
@@ -163,13 +168,14 @@ def arrays(path: str) -> tuple[Split, Split]:
         raise ConfigError(f"data.path={path}: no such file; expected a .npz with {', '.join(ARRAY_KEYS)}")
     try:
         with np.load(file, allow_pickle=False) as npz:
-            missing = [key for key in ARRAY_KEYS if key not in npz.files]
-            if missing:
-                raise ConfigError(f"{file}: no {', '.join(missing)} (found {', '.join(npz.files) or 'nothing'}); "
-                                  f"expected {', '.join(ARRAY_KEYS)}")
-            loaded = {key: npz[key] for key in ARRAY_KEYS}
+            loaded = {key: npz[key] for key in ARRAY_KEYS if key in npz.files}
+            found = npz.files
     except (OSError, ValueError, EOFError) as error:
-        raise ConfigError(f"{file}: not a readable .npz ({str(error).splitlines()[0]})") from None
+        raise ConfigError(f"{file}: not a readable .npz ({reason(error)})") from None
+    missing = [key for key in ARRAY_KEYS if key not in loaded]
+    if missing:
+        raise ConfigError(f"{file}: no {', '.join(missing)} (found {', '.join(found) or 'nothing'}); expected "
+                          f"{', '.join(ARRAY_KEYS)}")
     train = as_images(loaded["x_train"], f"{file}: x_train"), as_labels(loaded["y_train"], f"{file}: y_train")
     test = as_images(loaded["x_test"], f"{file}: x_test"), as_labels(loaded["y_test"], f"{file}: y_test")
     return train, test
@@ -249,8 +255,7 @@ def torchvision(dataset: str, root: str, download: bool = False, dataset_options
             with removing_what_fails(Path(root)) if download else nullcontext():
                 loaded = cls(root, download=download, **split_argument(cls, train), **dict(dataset_options or {}))
         except (RuntimeError, OSError) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise DataMissing(f"{dataset} not found under data.root={root} ({reason}); {hint}") from None
+            raise DataMissing(f"{dataset} not found under data.root={root} ({reason(error)}); {hint}") from None
         except TypeError as error:
             raise ConfigError(f"data.dataset_options={dict(dataset_options or {})} do not fit {dataset}: {error}") from None
         splits.append(dataset_split(loaded, where))

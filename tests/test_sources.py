@@ -85,7 +85,8 @@ def bad_arrays(tmp_path, x, y):
         "test label outside the classes": (write_npz(tmp_path / "a.npz", x, y, 30, y_test=np.full(10, 3)),
                                            "test label 3 is outside 0..2"),
         "lengths differ": (write_npz(tmp_path / "b.npz", x, y, 30, y_train=y[:29]), "30 images but 29 labels"),
-        "key missing": (tmp_path / "c.npz", "no y_test"),
+        "key missing": (tmp_path / "c.npz", "no y_test (found x_train, y_train, x_test)"),
+        "not an npz": (tmp_path / "g.npz", "not a readable .npz"),
         "file missing": (tmp_path / "nosuch.npz", "no such file"),
         "floats outside [0, 1]": (write_npz(tmp_path / "e.npz", x * 2.0, y, 30), "float pixels span [0, 510]"),
         "a class without images": (write_npz(tmp_path / "f.npz", x, np.where(y == 1, 2, y), 30), "classes [1]"),
@@ -95,6 +96,7 @@ def bad_arrays(tmp_path, x, y):
 def test_bad_arrays_are_one_line_naming_the_file(tmp_path, digits):
     x, y = bytes_of(digits, 40)
     np.savez(tmp_path / "c.npz", x_train=x, y_train=y, x_test=x)
+    (tmp_path / "g.npz").write_bytes(b"not an archive")
     for case, (path, problem) in bad_arrays(tmp_path, x, y).items():
         with pytest.raises(ConfigError) as caught:
             data_module("data=arrays", f"data.path={path}")
