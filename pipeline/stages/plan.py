@@ -21,7 +21,8 @@ from pipeline.stages.composer import Composer, with_value
 # does not retrain anything).
 NOT_IN_ID = ("logger", "choices", "job_id")
 # Where the data lies and whether it may be fetched, not what it is: moving the data retrains nothing.
-DATA_LOCATION = ("root", "path", "download")
+DATA_PATHS = ("root", "path")
+DATA_LOCATION = (*DATA_PATHS, "download")
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def located(config: dict[str, Any]) -> dict[str, Any]:
     from pipeline.sources import absolute
 
     data = config.get("data")
-    paths = {k: absolute(data[k]) for k in ("root", "path") if isinstance(data, Mapping) and isinstance(data.get(k), str)}
+    paths = {k: absolute(data[k]) for k in DATA_PATHS if isinstance(data, Mapping) and isinstance(data.get(k), str)}
     return {**config, "data": {**data, **paths}} if paths else config
 
 
