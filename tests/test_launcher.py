@@ -97,7 +97,6 @@ def test_unreachable_address_is_one_line_and_exit_code_2(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("error: hydra.launcher.address=127.0.0.1:9 is unreachable")
 
 
-
 def launcher_config(name: str) -> dict:
     """hydra.launcher as `python -m jobs.train hydra/launcher=<name>` composes it."""
     from hydra import compose, initialize_config_dir
@@ -106,7 +105,8 @@ def launcher_config(name: str) -> dict:
     from pipeline.config import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return OmegaConf.to_container(compose("config", [f"hydra/launcher={name}"], return_hydra_config=True).hydra.launcher)
+        config = compose("config", [f"hydra/launcher={name}"], return_hydra_config=True)
+    return OmegaConf.to_container(config.hydra.launcher)
 
 
 def test_harness_ray_option_is_the_plugins_registered_config():
@@ -115,7 +115,8 @@ def test_harness_ray_option_is_the_plugins_registered_config():
 
     from hydra_plugins.harness_ray_launcher.config import NAME, RayLauncherConf
 
-    assert launcher_config("ray") == launcher_config(NAME) == OmegaConf.to_container(OmegaConf.structured(RayLauncherConf))
+    defaults = OmegaConf.to_container(OmegaConf.structured(RayLauncherConf))
+    assert launcher_config("ray") == launcher_config(NAME) == defaults
 
 
 @dataclasses.dataclass
@@ -132,7 +133,8 @@ def test_beside_hydra_ray_launcher_harness_ray_is_ours_and_ray_is_refused(hydra_
 
     from hydra_plugins.harness_ray_launcher.config import NAME
 
-    ConfigStore.instance().store(group="hydra/launcher", name="ray", node=HydraRayLauncherConf, provider="ray_launcher")
+    ConfigStore.instance().store(group="hydra/launcher", name="ray", node=HydraRayLauncherConf,
+                                 provider="ray_launcher")
     assert launcher_config(NAME)["_target_"] == "hydra_plugins.harness_ray_launcher.ray_launcher.RayLauncher"
     with pytest.raises(ConfigCompositionException), pytest.warns(UserWarning, match="validated against ConfigStore"):
         launcher_config("ray")
