@@ -2,9 +2,9 @@
 can import this package can name it (Hydra's plugin scan imports this module). The one source of its defaults:
 Harness's own `hydra/launcher=ray` (conf/hydra/launcher/ray.yaml) is this entry under a shorter name.
 
-Why not `ray`: hydra-ray-launcher (Ray 1.x) registers `hydra/launcher=ray` too. Installed side by side, `ray` in
-another app is theirs and `harness_ray` is ours; in Harness's apps `ray` is ours (a config file of the app comes
-before the ConfigStore in Hydra's search path)."""
+Why not `ray`: hydra-ray-launcher registers `hydra/launcher=ray` too. Installed side by side, `ray` in another app
+is theirs and `harness_ray` is ours; in Harness's apps `ray` is refused (Hydra matches conf's ray.yaml against
+their entry of the same name and cannot merge the two), `harness_ray` works (tests/test_launcher.py)."""
 # No `from __future__ import annotations`: Hydra's plugin scan runs this module before it is in sys.modules,
 # where dataclasses would look up string annotations.
 from dataclasses import dataclass
