@@ -29,9 +29,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
+# torch is imported by the two functions that use it: every task of the Ray launcher imports this module (job_log)
+# and needs no torch.
 SCHEMA = 1
 CONFIG, CHECKPOINT, METRICS, FAILURE = "config.yaml", "model.pt", "metrics.json", "failure.json"
 ATTEMPTS, LAST, LOG = "attempts.jsonl", "last.ckpt", "job.log"
@@ -119,6 +120,8 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 def _save_torch(state: dict[str, Any], path: Path) -> None:
     """torch.save through an open file: given a path, torch records the (random) temporary file name in the
     archive, and identical weights would hash differently."""
+    import torch
+
     with open(path, "wb") as f:
         torch.save(state, f)
 
@@ -207,6 +210,7 @@ def job_log(job_dir: Path) -> Iterator[None]:
 
 def load_model(job_dir: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The trained model of a job directory, in eval mode: [0, 1] images in, logits out."""
+    import torch
     from hydra.utils import instantiate
 
     state = torch.load(Path(job_dir) / CHECKPOINT, map_location=device, weights_only=True)

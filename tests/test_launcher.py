@@ -2,6 +2,7 @@
 folders, each job's results, where the jobs ran, and a failing job reported on its own."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -94,3 +95,46 @@ def test_unreachable_address_is_one_line_and_exit_code_2(tmp_path):
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: hydra.launcher.address=127.0.0.1:9 is unreachable")
+
+
+def launcher_config(name: str) -> dict:
+    """hydra.launcher as `python -m jobs.train hydra/launcher=<name>` composes it."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from pipeline.config import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        config = compose("config", [f"hydra/launcher={name}"], return_hydra_config=True)
+    return OmegaConf.to_container(config.hydra.launcher)
+
+
+def test_harness_ray_option_is_the_plugins_registered_config():
+    """One source of defaults: conf/hydra/launcher/ray.yaml adds nothing to the plugin's `harness_ray`."""
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.harness_ray_launcher.config import NAME, RayLauncherConf
+
+    defaults = OmegaConf.to_container(OmegaConf.structured(RayLauncherConf))
+    assert launcher_config("ray") == launcher_config(NAME) == defaults
+
+
+@dataclasses.dataclass
+class HydraRayLauncherConf:   # what hydra-ray-launcher registers as hydra/launcher=ray (its _config.py)
+    _target_: str = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
+    ray: dict = dataclasses.field(default_factory=lambda: {"init": {"address": None}, "remote": {}})
+
+
+def test_beside_hydra_ray_launcher_harness_ray_is_ours_and_ray_is_refused(hydra_restore_singletons):
+    """Both plugins installed: Hydra matches conf's ray.yaml with their `ray` (its deprecated automatic schema
+    matching) and refuses the merge; `harness_ray` is untouched (README: "Use the Ray launcher in your own app")."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.errors import ConfigCompositionException
+
+    from hydra_plugins.harness_ray_launcher.config import NAME
+
+    ConfigStore.instance().store(group="hydra/launcher", name="ray", node=HydraRayLauncherConf,
+                                 provider="ray_launcher")
+    assert launcher_config(NAME)["_target_"] == "hydra_plugins.harness_ray_launcher.ray_launcher.RayLauncher"
+    with pytest.raises(ConfigCompositionException), pytest.warns(UserWarning, match="validated against ConfigStore"):
+        launcher_config("ray")

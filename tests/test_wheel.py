@@ -26,40 +26,52 @@ def test_pyproject_lists_every_package():
     found = set(find_packages(str(ROOT), include=["pipeline", "pipeline.*", "jobs", "jobs.*", "benchmarks",
                                                   "benchmarks.*"]))
     found |= {f"hydra_plugins.{name}" for name in find_packages(str(ROOT / "hydra_plugins"))}
-    assert declared == found | {"pipeline.conf"}
+    assert declared == found | {"pipeline.conf", "hydra_plugins"}   # the namespace, for editable installs
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> dict[str, Path]:
-    """Build the wheel from a copy of the checkout (building in place would leave build/ and *.egg-info here),
-    install it into a fresh venv that borrows this venv's packages through a .pth file: nothing is downloaded."""
-    tmp = tmp_path_factory.mktemp("wheel")
-    source, dist, venv = tmp / "source", tmp / "dist", tmp / "venv"
+PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+
+
+def copy_of_checkout(tmp: Path) -> Path:
+    """What the package is built from, copied (building in place would leave build/ and *.egg-info here)."""
+    source = tmp / "source"
     source.mkdir()
     for name in SHIPPED:
         if (ROOT / name).is_dir():
             shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(ROOT / name, source / name)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    build = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(dist),
-                            str(source)], capture_output=True, text=True, timeout=600)
-    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
-    [wheel] = dist.glob("harness-*.whl")
+    return source
 
+
+def venv_with(tmp: Path, *install: str) -> dict[str, Path]:
+    """A fresh venv that borrows this venv's packages through a .pth file (nothing is downloaded), with
+    `pip install <install>` done in it, and a work folder outside the checkout."""
+    venv, work = tmp / "venv", tmp / "elsewhere"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                           capture_output=True, text=True, check=True).stdout.strip()
     Path(site, "_harness_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    # --ignore-installed: this venv's editable harness is visible there too; never touch it, only add the wheel.
-    install = subprocess.run([*pip, "--python", str(python), "install", "--no-deps", "--no-build-isolation",
-                              "--no-index", "--ignore-installed", str(wheel)], capture_output=True, text=True,
-                             timeout=600)
-    assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
-    work = tmp / "elsewhere"
+    # --ignore-installed: this venv's editable harness is visible there too; never touch it, only add ours.
+    result = subprocess.run([*PIP, "--python", str(python), "install", "--no-deps", "--no-build-isolation",
+                             "--no-index", "--ignore-installed", *install], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     work.mkdir()
-    return {"venv": venv, "site": Path(site), "work": work, "wheel": wheel}
+    return {"venv": venv, "site": Path(site), "work": work}
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> dict[str, Path]:
+    """The wheel, built from a copy of the checkout and installed (not editable) into a fresh venv."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    dist = tmp / "dist"
+    build = subprocess.run([*PIP, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(dist),
+                            str(copy_of_checkout(tmp))], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
+    [wheel] = dist.glob("harness-*.whl")
+    return {**venv_with(tmp, str(wheel)), "wheel": wheel}
 
 
 def run(installed: dict[str, Path], *command: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -110,3 +122,18 @@ def test_harness_train_prints_the_config_and_trains_one_epoch(installed):
     assert "clean error" in result.stdout
     [metrics] = (installed["work"] / "outputs" / "train").glob("*/metrics.json")
     assert '"epochs": 1' in metrics.read_text()
+
+
+@pytest.mark.slow
+def test_an_editable_install_shows_the_plugin_to_hydras_scan_from_any_folder(tmp_path):
+    """`pip install -e .` (make setup): Hydra lists the `hydra_plugins` namespace's folders (pkgutil), so the
+    checkout's hydra_plugins/ must be one of them, not a module only the editable import hook knows."""
+    editable = venv_with(tmp_path, "-e", str(copy_of_checkout(tmp_path)))
+    result = run(editable, "python", "-c", "from hydra.core.plugins import Plugins; from hydra.plugins.launcher "
+                 "import Launcher; from hydra.core.config_store import ConfigStore; "
+                 "print(*(p.__module__ for p in Plugins.instance().discover(Launcher))); "
+                 "print(ConfigStore.instance().load('hydra/launcher/harness_ray.yaml').node._target_)")
+    assert result.returncode == 0, result.stderr[-2000:]
+    launchers, target = result.stdout.splitlines()
+    assert "hydra_plugins.harness_ray_launcher.ray_launcher" in launchers.split()
+    assert target == "hydra_plugins.harness_ray_launcher.ray_launcher.RayLauncher"

@@ -1,1 +1,2 @@
-"""`hydra/launcher=ray`: the jobs of a Hydra multirun as Ray 2.x tasks (see ray_launcher.py)."""
+"""A Hydra launcher plugin: the jobs of a multirun as Ray 2.x tasks (ray_launcher.py). Any Hydra app names it
+`hydra/launcher=harness_ray` (config.py registers it); Harness's apps also as `hydra/launcher=ray`."""

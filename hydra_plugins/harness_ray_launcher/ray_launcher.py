@@ -1,4 +1,4 @@
-"""Hydra's `hydra/launcher=ray` (conf/hydra/launcher/ray.yaml): the jobs of a multirun as Ray 2.x core tasks.
+"""Hydra's `hydra/launcher=harness_ray` (config.py; `ray` in Harness's apps): a multirun's jobs as Ray 2.x tasks.
 
 Hydra's own hydra-ray-launcher is tied to Ray 1.x. This launcher composes every job's config on the driver, as
 Hydra's basic launcher does, and runs each job as one task of `pipeline.cluster.tasks.run_tasks`, the runner of
