@@ -102,7 +102,7 @@ def bench_sweep(sizes: Sizes, address: str | None, judged: bool) -> dict[str, An
     """Packing efficiency of run_jobs on a two-node Ray cluster: (Σ job time / slots) / wall time."""
     from contextlib import nullcontext
 
-    env = subprocess_env(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    env = subprocess_env(RAY_USAGE_STATS_ENABLED="0")
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         if address is None:
             from pipeline.cluster.local import RayCluster
@@ -116,7 +116,7 @@ def bench_sweep(sizes: Sizes, address: str | None, judged: bool) -> dict[str, An
             target = address or cluster.address
             spec = {"address": target, "experiment": sizes.sweep_experiment, "jobs": sizes.sweep_jobs,
                     "overrides": list(sizes.sweep_overrides), "cpus": 1, "gpus": 0, "name": "benchmark", "rounds": 2}
-            result = drive_sweep(spec, env, timeout=900)
+            result = drive_sweep(spec, cluster.env if cluster else env, timeout=900)
     slots = int(result["cluster_resources"].get("CPU", 0) // 1)
     rounds = [sweep_round(r, slots) for r in result["rounds"]]
     cold = rounds[0]
@@ -178,7 +178,7 @@ def bench_overhead(sizes: Sizes, judged: bool) -> dict[str, Any]:
     core), twice (cold: fresh workers; warm: the same workers). Efficiency = Σ train time (Trainer.fit) /
     (wall × slots); the rest is split into each job's own other work (data, Trainer, FGSM curve, files, W&B) and
     the time between jobs (Ray's scheduling, worker start, idle slots)."""
-    env = subprocess_env(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    env = subprocess_env(RAY_USAGE_STATS_ENABLED="0")
     spec = {"address": None, "experiment": "main", "grid": {"model": "softmax", "regularizer": "none"},
             "jobs": sizes.overhead_jobs, "overrides": ["trainer.max_epochs=1"], "cpus": 1, "gpus": 0,
             "name": "overhead", "rounds": 2}
