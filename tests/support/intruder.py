@@ -60,20 +60,22 @@ def gcs_address(descendant_of: int) -> str | None:
     return None
 
 
+def token_in_environ(pid: int) -> str | None:
+    """RAY_AUTH_TOKEN in the environment process `pid` started with (ours: readable), or None."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    found = [e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"RAY_AUTH_TOKEN=")]
+    return found[0] if found else None
+
+
 def token_below(pid: int) -> str | None:
-    """RAY_AUTH_TOKEN in the environment of a process started below `pid` (ours: readable; /proc shows the
-    environment a process started with, so the token a driver put into its own os.environ shows in its children)."""
+    """The token of the Ray processes started below `pid` (a driver puts it into its os.environ, which /proc does
+    not show: its children start with it)."""
     from pipeline.cluster.processes import all_procs, descendants
 
-    for proc in descendants(pid, all_procs()):
-        try:
-            environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        found = [e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"RAY_AUTH_TOKEN=")]
-        if found:
-            return found[0]
-    return None
+    return next(filter(None, (token_in_environ(p.pid) for p in descendants(pid, all_procs()))), None)
 
 
 def _decoded(args: list[str]) -> str:
