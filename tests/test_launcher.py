@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -34,7 +35,7 @@ def multirun(tmp_path_factory):
         driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True)
         try:
-            outsider = Outsider(cluster.address, driver, tmp / "outsider")
+            outsider = outsider_tries(cluster.address, driver, tmp / "outsider")
             stdout, stderr = driver.communicate(timeout=600)
         finally:
             if driver.poll() is None:
@@ -44,21 +45,17 @@ def multirun(tmp_path_factory):
         return sweep_dir, result, cluster.node_ids(), outsider
 
 
-class Outsider:
-    """While `driver` runs: the intruder (its own HOME, no token) at the cluster's GCS, and a user without the
-    token who joins with the launcher."""
-
-    def __init__(self, address: str, driver: subprocess.Popen, home: Path) -> None:
-        join = subprocess.Popen([sys.executable, "-m", "jobs.train", "-m", "hydra/launcher=ray",
-                                 f"hydra.launcher.address={address}", *SMALL, f"hydra.sweep.dir={home / 'join'}"],
-                                cwd=ROOT, env=intruder_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
-        self.verdict = intrude(address, home)
-        _, self.join_stderr = join.communicate(timeout=300)
-        self.join_code = join.returncode
-        self.while_running = driver.poll() is None
-        self.leaks: list[str] = []
-        print(f"local two-node cluster ({address}), Ray launcher: intruder {self.verdict}")
+def outsider_tries(address: str, driver: subprocess.Popen, home: Path) -> SimpleNamespace:
+    """While `driver` runs: the intruder (its own HOME, no token) at the cluster's GCS, and, at the same time, a user
+    without the token who joins with the launcher."""
+    join = subprocess.Popen([sys.executable, "-m", "jobs.train", "-m", "hydra/launcher=ray",
+                             f"hydra.launcher.address={address}", *SMALL, f"hydra.sweep.dir={home / 'join'}"],
+                            cwd=ROOT, env=intruder_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    verdict = intrude(address, home)
+    _, join_stderr = join.communicate(timeout=300)
+    print(f"local two-node cluster ({address}), Ray launcher: intruder {verdict}")
+    return SimpleNamespace(verdict=verdict, join_code=join.returncode, join_stderr=join_stderr,
+                           while_running=driver.poll() is None, leaks=[])
 
 
 def job_folders(sweep_dir: Path) -> dict[str, Path]:
