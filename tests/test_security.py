@@ -94,3 +94,4 @@ def test_a_driver_joins_with_the_users_token_file(monkeypatch, tmp_path):
     (tmp_path / ".ray").mkdir()
     (tmp_path / ".ray" / "auth_token").write_text(STALE)
     assert auth.join_env() == {auth.MODE: "token"}        # Ray reads the file; an explicit address needs the mode
+    assert auth.join_env(auth=False) == {auth.MODE: "disabled"}

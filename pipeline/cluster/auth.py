@@ -59,10 +59,9 @@ def has_user_token() -> bool:
 
 def join_env(auth: bool = True) -> dict[str, str]:
     """The auth variables for a driver that joins an existing cluster: token mode with the user's own token when
-    there is one (Ray turns it on by itself only for address=auto); nothing to change otherwise."""
-    reason = opt_out_reason(auth)
-    if reason:
-        warn_opt_out(reason)
+    there is one (Ray turns it on by itself only for address=auto); nothing to change otherwise. No warning on an
+    opt-out: whoever started the cluster chose (sweep.sbatch warns in its log)."""
+    if opt_out_reason(auth):
         return {MODE: "disabled"}
     return {MODE: "token"} if has_user_token() and MODE not in os.environ else {}
 
