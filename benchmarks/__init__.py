@@ -16,6 +16,7 @@ not taken from the code under test.
                                   the main experiment's 6 jobs
     transfer                      input gradients taken for M models and K ε               = M
     main_job                      wall time of `python -m jobs.sweep`                      ≤ 5 min
+    auth                          the main job with Ray's token auth / with cluster.auth=false   (no target)
 
 `--quick` shrinks everything for CI and judges no timing (only the counts). `--device cuda` adds the GPU extras:
 a maxout epoch over 60,000 × 784 tensors and jobs per GPU with fractional packing (the packing itself also runs

@@ -20,14 +20,14 @@ from benchmarks.launcher import bench_launcher
 from benchmarks.planning import bench_planning
 from benchmarks.table import machine, markdown, skipped
 from benchmarks.sizes import FULL, QUICK
-from benchmarks.sweeps import bench_main_job, bench_overhead, bench_sweep
+from benchmarks.sweeps import bench_auth, bench_main_job, bench_overhead, bench_sweep
 from benchmarks.training import bench_adversarial_step, bench_lightning_epoch
 from benchmarks.transfer_count import bench_transfer
 from benchmarks.transfer_scaling import bench_transfer_scaling
 from pipeline.errors import ConfigError
 
 STAGES = ("fgsm_curve", "fgsm", "adversarial_step", "lightning_epoch", "transfer", "planning", "transfer_scaling",
-          "sweep", "overhead", "launcher", "main_job", "gpu")
+          "sweep", "overhead", "launcher", "main_job", "auth", "gpu")
 
 
 class Parser(argparse.ArgumentParser):
@@ -134,15 +134,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report[name] = stage(name, fn) or skipped(name, "not in --only")
     if args.quick:
         report["main_job"] = skipped("main_job", "--quick")
+        report["auth"] = skipped("auth", "--quick")
     else:
         report["main_job"] = stage("main_job", bench_main_job) or skipped("main_job", "not in --only")
+        report["auth"] = stage("auth", bench_auth) or skipped("auth", "not in --only")
     report["gpu"] = stage("gpu", lambda: bench_gpu(sizes, device)) or skipped("gpu", "not in --only")
 
     report["load_after"] = list(os.getloadavg())
     report["seconds"] = time.perf_counter() - begun
     checks = [c["ok"] for c in report["counts"].values()]
-    checks += [report[name]["ok"] for name in ("planning", "transfer_scaling", "sweep", "overhead", "launcher")
-               if "ok" in report[name]]
+    checks += [report[name]["ok"] for name in ("planning", "transfer_scaling", "sweep", "overhead", "launcher",
+                                                "auth") if "ok" in report[name]]
     report["counts_ok"] = all(checks)
     report["table_markdown"] = markdown(report)
     return report

@@ -102,7 +102,7 @@ def bench_sweep(sizes: Sizes, address: str | None, judged: bool) -> dict[str, An
     """Packing efficiency of run_jobs on a two-node Ray cluster: (Σ job time / slots) / wall time."""
     from contextlib import nullcontext
 
-    env = subprocess_env(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    env = subprocess_env(RAY_USAGE_STATS_ENABLED="0")
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         if address is None:
             from pipeline.cluster.local import RayCluster
@@ -116,7 +116,7 @@ def bench_sweep(sizes: Sizes, address: str | None, judged: bool) -> dict[str, An
             target = address or cluster.address
             spec = {"address": target, "experiment": sizes.sweep_experiment, "jobs": sizes.sweep_jobs,
                     "overrides": list(sizes.sweep_overrides), "cpus": 1, "gpus": 0, "name": "benchmark", "rounds": 2}
-            result = drive_sweep(spec, env, timeout=900)
+            result = drive_sweep(spec, cluster.env if cluster else env, timeout=900)
     slots = int(result["cluster_resources"].get("CPU", 0) // 1)
     rounds = [sweep_round(r, slots) for r in result["rounds"]]
     cold = rounds[0]
@@ -148,26 +148,41 @@ def sweep_round(result: dict[str, Any], slots: int) -> dict[str, Any]:
             "per_job": jobs}
 
 
-def bench_main_job(timeout: float = 900) -> dict[str, Any]:
-    """Wall time of the real main job, `python -m jobs.sweep dir=<tmp>` (local Ray, W&B offline)."""
+def run_main_job(overrides: Sequence[str] = (), timeout: float = 900) -> dict[str, Any]:
+    """`python -m jobs.sweep dir=<tmp> <overrides>` (local Ray, W&B offline): wall time, exit code, the trained line."""
     env = subprocess_env(WANDB_MODE="offline")
     with tempfile.TemporaryDirectory(prefix="bench-main-") as tmp:
-        command = [sys.executable, "-m", "jobs.sweep", f"dir={Path(tmp) / 'main'}"]
+        command = [sys.executable, "-m", "jobs.sweep", f"dir={Path(tmp) / 'main'}", *overrides]
         started = time.perf_counter()
         try:
             result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            return {"id": "main_job", "command": "python -m jobs.sweep dir=<tmp>", "wall_seconds": None,
-                    "returncode": None, "error": f"timed out after {timeout:.0f} s", "passed": False, "judged": True,
-                    "target": {"op": "<=", "value": MAIN_JOB_LIMIT_S}}
+            return {"wall_seconds": None, "returncode": None, "error": f"timed out after {timeout:.0f} s"}
         wall = time.perf_counter() - started
-        trained = next((line for line in result.stderr.splitlines() if line.startswith("[sweep] trained")), None)
-    entry = {"id": "main_job", "command": "python -m jobs.sweep dir=<tmp>", "wall_seconds": wall,
-             "returncode": result.returncode, "trained": trained, "target": {"op": "<=", "value": MAIN_JOB_LIMIT_S},
-             "judged": True, "passed": result.returncode == 0 and wall <= MAIN_JOB_LIMIT_S}
+    trained = next((line for line in result.stderr.splitlines() if line.startswith("[sweep] trained")), None)
+    entry = {"wall_seconds": wall, "returncode": result.returncode, "trained": trained}
     if result.returncode != 0:
         entry["error"] = tail(result.stderr)
     return entry
+
+
+def bench_main_job(timeout: float = 900) -> dict[str, Any]:
+    """Wall time of the real main job, `python -m jobs.sweep dir=<tmp>` (local Ray, W&B offline)."""
+    entry = run_main_job(timeout=timeout)
+    wall = entry["wall_seconds"]
+    return {"id": "main_job", "command": "python -m jobs.sweep dir=<tmp>", **entry,
+            "target": {"op": "<=", "value": MAIN_JOB_LIMIT_S}, "judged": True,
+            "passed": entry["returncode"] == 0 and wall is not None and wall <= MAIN_JOB_LIMIT_S}
+
+
+def bench_auth(timeout: float = 900) -> dict[str, Any]:
+    """The main job with Ray's token authentication (the default) and without (`cluster.auth=false`), one after the
+    other: what the token costs (expected: nothing beyond the noise)."""
+    off = run_main_job(["cluster.auth=false"], timeout)
+    on = run_main_job(timeout=timeout)
+    ok = on["returncode"] == 0 and off["returncode"] == 0
+    return {"id": "auth", "title": "the main job, Ray token authentication on / off", "on": on, "off": off,
+            "ratio": on["wall_seconds"] / off["wall_seconds"] if ok else None, "ok": ok}
 
 
 OVERHEAD_TARGET = 0.90
@@ -178,7 +193,7 @@ def bench_overhead(sizes: Sizes, judged: bool) -> dict[str, Any]:
     core), twice (cold: fresh workers; warm: the same workers). Efficiency = Σ train time (Trainer.fit) /
     (wall × slots); the rest is split into each job's own other work (data, Trainer, FGSM curve, files, W&B) and
     the time between jobs (Ray's scheduling, worker start, idle slots)."""
-    env = subprocess_env(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    env = subprocess_env(RAY_USAGE_STATS_ENABLED="0")
     spec = {"address": None, "experiment": "main", "grid": {"model": "softmax", "regularizer": "none"},
             "jobs": sizes.overhead_jobs, "overrides": ["trainer.max_epochs=1"], "cpus": 1, "gpus": 0,
             "name": "overhead", "rounds": 2}

@@ -106,6 +106,7 @@ def markdown(report: dict[str, Any]) -> str:
         wall = f"{main['wall_seconds']:.0f} s" if main.get("wall_seconds") is not None else "—"
         extra = f" (exit {main['returncode']}: {main.get('error', '')})" if main.get("returncode") else ""
         lines.append(f"| the main job | | | `python -m jobs.sweep`: {wall}{extra} | | | ≤ 5 min | {verdict(main)} |")
+    lines.append(auth_row(report.get("auth", skipped("auth", "not run"))))
     gpu = report["gpu"]
     if (line := unmeasured("GPU extras", gpu, prefix="")) is not None:
         lines.append(line)
@@ -118,6 +119,18 @@ def markdown(report: dict[str, Any]) -> str:
                          f"({p['jobs_per_minute']:.1f}/min, at most {p['most_at_once']} at once) | | "
                          f"{p['speedup_vs_1']:.2f}× vs 1 per GPU | | |")
     return "\n".join(lines)
+
+
+def auth_row(entry: dict[str, Any]) -> str:
+    """The main job with Ray's token authentication and without, side by side."""
+    title = "the main job, Ray token auth on / off"
+    if (line := unmeasured(title, entry)) is not None:
+        return line
+    on, off = (f"{e['wall_seconds']:.0f} s" if e.get("wall_seconds") is not None else f"error: {e.get('error')}"
+               for e in (entry["on"], entry["off"]))
+    ratio = f"{entry['ratio']:.2f}×" if entry.get("ratio") is not None else "—"
+    return row(title, "", "", f"on (default): {on}", f"off (`cluster.auth=false`): {off}", ratio, "",
+               "pass" if entry["ok"] else "**FAIL**")
 
 
 def scale_rows(report: dict[str, Any]) -> list[str]:

@@ -8,11 +8,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from pipeline.cluster.local import RayCluster
+from tests.support.intruder import intrude, intruder_env, leaks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,17 +25,38 @@ SMALL = ["logger=none", "trainer.max_epochs=1", "data.limit=200", "eval.epsilons
 
 @pytest.fixture(scope="module")
 def multirun(tmp_path_factory):
-    """The multirun, once, on a cluster of two 1-CPU nodes."""
+    """The multirun, once, on a cluster of two 1-CPU nodes; while it runs, an outsider tries the cluster."""
     tmp = tmp_path_factory.mktemp("launcher")
     with RayCluster(tmp / "ray", num_cpus=1) as cluster:
         sweep_dir = tmp / "multirun"
         env = {**os.environ, **cluster.env, "WANDB_MODE": "disabled"}
         env.pop("HYDRA_FULL_ERROR", None)
-        result = subprocess.run([sys.executable, "-m", "jobs.train", "-m", "hydra/launcher=ray",
-                                 f"hydra.launcher.address={cluster.address}", *GRID, *SMALL,
-                                 f"hydra.sweep.dir={sweep_dir}"],
-                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-        return sweep_dir, result, cluster.node_ids()
+        command = [sys.executable, "-m", "jobs.train", "-m", "hydra/launcher=ray",
+                   f"hydra.launcher.address={cluster.address}", *GRID, *SMALL, f"hydra.sweep.dir={sweep_dir}"]
+        driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        try:
+            outsider = outsider_tries(cluster.address, driver, tmp / "outsider")
+            stdout, stderr = driver.communicate(timeout=600)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+        outsider.leaks = leaks(cluster.env["RAY_AUTH_TOKEN"], sweep_dir, cluster.tmp)
+        result = subprocess.CompletedProcess(command, driver.returncode, stdout, stderr)
+        return sweep_dir, result, cluster.node_ids(), outsider
+
+
+def outsider_tries(address: str, driver: subprocess.Popen, home: Path) -> SimpleNamespace:
+    """While `driver` runs: the intruder (its own HOME, no token) at the cluster's GCS, and, at the same time, a user
+    without the token who joins with the launcher."""
+    join = subprocess.Popen([sys.executable, "-m", "jobs.train", "-m", "hydra/launcher=ray",
+                             f"hydra.launcher.address={address}", *SMALL, f"hydra.sweep.dir={home / 'join'}"],
+                            cwd=ROOT, env=intruder_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    verdict = intrude(address, home)
+    _, join_stderr = join.communicate(timeout=300)
+    print(f"local two-node cluster ({address}), Ray launcher: intruder {verdict}")
+    return SimpleNamespace(verdict=verdict, join_code=join.returncode, join_stderr=join_stderr,
+                           while_running=driver.poll() is None, leaks=[])
 
 
 def job_folders(sweep_dir: Path) -> dict[str, Path]:
@@ -46,7 +69,7 @@ def overrides(folder: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_hydra_writes_its_multirun_folders(multirun):
-    sweep_dir, result, _ = multirun
+    sweep_dir, result, *_ = multirun
     assert yaml.safe_load((sweep_dir / "multirun.yaml").read_text())["hydra"]["launcher"]["_target_"].endswith(
         "RayLauncher")
     folders = job_folders(sweep_dir)
@@ -60,7 +83,7 @@ def test_hydra_writes_its_multirun_folders(multirun):
 
 @pytest.mark.slow
 def test_every_good_job_completes_and_they_ran_on_both_nodes(multirun):
-    sweep_dir, result, nodes = multirun
+    sweep_dir, result, nodes, _ = multirun
     good = {name: folder for name, folder in job_folders(sweep_dir).items()
             if "optimizer.lr=-1" not in overrides(folder)}
     assert len(good) == 4
@@ -73,7 +96,7 @@ def test_every_good_job_completes_and_they_ran_on_both_nodes(multirun):
 
 @pytest.mark.slow
 def test_failed_jobs_are_named_one_by_one_and_the_command_fails(multirun):
-    sweep_dir, result, _ = multirun
+    sweep_dir, result, *_ = multirun
     assert result.returncode == 1
     bad = {name: folder for name, folder in job_folders(sweep_dir).items() if "optimizer.lr=-1" in overrides(folder)}
     assert len(bad) == 2
@@ -85,6 +108,19 @@ def test_failed_jobs_are_named_one_by_one_and_the_command_fails(multirun):
         assert "optimizer.lr=-1" in line and reason in line and str(folder) in line
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: job #") and "optimizer.lr=-1" in last and "1 more of 6 jobs failed" in last
+
+
+@pytest.mark.slow
+def test_an_outsider_can_neither_join_nor_run_a_task_and_the_token_stays_out_of_files(multirun):
+    _, result, _, outsider = multirun
+    assert outsider.while_running, "the multirun ended before the outsider was done: the test proves nothing"
+    assert outsider.verdict.startswith("refused"), outsider.verdict
+    assert outsider.join_code == 2, outsider.join_stderr[-2000:]
+    last = outsider.join_stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the Ray cluster at hydra.launcher.address=") and "RAY_AUTH_TOKEN" in last, last
+    assert "Traceback" not in outsider.join_stderr
+    assert outsider.leaks == []                       # job folders, .hydra/, the nodes' logs; no command line
+    assert "Ray token authentication is off" not in result.stderr
 
 
 def test_unreachable_address_is_one_line_and_exit_code_2(tmp_path):

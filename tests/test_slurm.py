@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from tests.support.intruder import HERE as INTRUDER, intruder_env, leaks, token_in_environ
 from tests.support.slurm_cluster import SlurmCluster, slurm_available
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,11 +112,45 @@ def sweep(slurm, env, tmp_path_factory):
     started = time.monotonic()
     job = sbatch(slurm, env, ["--gres=gpu:2", "--cpus-per-task=2", "--time=15", f"--output={out}/slurm-%j.out",
                               "slurm/sweep.sbatch", *args])
+    outsider = step_without_the_token(slurm, job, out / f"slurm-{job}.out", out / "outsider")
     state = slurm.wait(job, timeout=600)
     log = (out / f"slurm-{job}.out").read_text()
     print(f"sweep.sbatch: {state} in {time.monotonic() - started:.0f}s")
+    outsider.leaks = leaks(outsider.token, out) if outsider.token else []
     return SimpleNamespace(job=job, state=state, log=log, dir=out / "smoke", marker=marker,
-                           leftovers=job_processes(job))
+                           leftovers=job_processes(job), outsider=outsider)
+
+
+def step_without_the_token(slurm: SlurmCluster, job: int, log_file: Path, home: Path) -> SimpleNamespace:
+    """Once the allocation's Ray is up: the intruder as a step of the same allocation, started without the token
+    (its own HOME), at the head's address; and the allocation's token, read from a Ray process's environment."""
+    deadline = time.monotonic() + 300
+    while "Ray cluster up" not in (log := log_file.read_text() if log_file.exists() else ""):
+        assert slurm.job_state(job) in ("PENDING", "RUNNING"), log
+        assert time.monotonic() < deadline, f"the sweep's Ray did not come up\n{slurm.diagnostics()}"
+        time.sleep(0.5)
+    address = re.search(r"Ray head at (\S+?),", log).group(1)
+    token = next(filter(None, map(token_in_environ, slurm_step_pids(job))), None)
+    env = intruder_env(home) | {key: slurm.env[key] for key in ("SLURM_CONF", "PATH")}
+    step = subprocess.run(["srun", f"--jobid={job}", "--overlap", "--ntasks=1", "--gres=none", sys.executable,
+                           str(INTRUDER), address], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    verdict = next((line for line in step.stdout.splitlines() if line.startswith(("joined", "refused"))),
+                   f"no verdict (exit {step.returncode}): {step.stderr[-800:]}")
+    print(f"sweep.sbatch ({address}): a step without the token: intruder {verdict}")
+    return SimpleNamespace(verdict=verdict, token=token, still_running=slurm.job_state(job) == "RUNNING", leaks=[])
+
+
+def slurm_step_pids(job: int) -> list[int]:
+    """PIDs of the processes SLURM started for `job` (their parents of Ray's processes)."""
+    needle = f"SLURM_JOB_ID={job}\0".encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and needle in (proc / "environ").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
 
 
 def test_sweep_trains_every_job_on_ray_and_writes_the_report(sweep):
@@ -138,6 +173,15 @@ def test_sweep_log_ends_with_the_wandb_sync_command(sweep):
     runs = sync_targets(last_line(sweep.log))
     job_runs = [r for r in runs if "/jobs/" in r]
     assert len(job_runs) == 6 and len(runs) > 6, runs                   # 6 jobs + the summary stage run
+
+
+def test_sweep_ray_refuses_a_step_without_the_token_and_keeps_the_token_out_of_files(sweep):
+    outsider = sweep.outsider
+    assert outsider.still_running, "the sweep ended before the outsider was done: the test proves nothing"
+    assert outsider.verdict.startswith("refused"), outsider.verdict
+    assert outsider.token and re.fullmatch(r"[0-9a-f]{64}", outsider.token), "the allocation has no fresh token"
+    assert outsider.leaks == []                        # the SLURM log, the sweep folder (W&B offline files), ps
+    assert "Ray token authentication is off" not in sweep.log
 
 
 def test_sweep_stops_its_ray_cluster(sweep):

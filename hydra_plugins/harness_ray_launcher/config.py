@@ -26,6 +26,8 @@ class RayLauncherConf:
     num_cpus: Optional[int] = None      # when Ray starts here (address None): CPUs it may use (None: all cores)
     num_gpus: Optional[int] = None      #   ... and GPUs (None: all)
     object_store_memory: Optional[int] = 500_000_000   # ... and its object store, in bytes
+    auth: bool = True                   # Ray token authentication (a fresh token when Ray starts here; else yours);
+                                        # False: off, with a warning
 
 
 ConfigStore.instance().store(group="hydra/launcher", name=NAME, node=RayLauncherConf, provider="harness")

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 class RayLauncher(Launcher):
     def __init__(self, address: str | None = None, cpus: float = 1, gpus: float = 0, retries: int = 2,
                  num_cpus: int | None = None, num_gpus: int | None = None,
-                 object_store_memory: int | None = None) -> None:
-        self.address, self.cpus, self.gpus, self.retries = address, cpus, gpus, retries
+                 object_store_memory: int | None = None, auth: bool = True) -> None:
+        self.address, self.cpus, self.gpus, self.retries, self.auth = address, cpus, gpus, retries, auth
         self.local = {"num_cpus": num_cpus, "num_gpus": num_gpus, "object_store_memory": object_store_memory}
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
@@ -56,7 +56,7 @@ class RayLauncher(Launcher):
         # Absolute: a task runs wherever Ray puts it (the folder must be on storage every node sees).
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        connect(self.address, **self.local, key="hydra.launcher.address")
+        connect(self.address, **self.local, key="hydra.launcher.address", auth=self.auth)
         check_fits(self.cpus, self.gpus, keys=("hydra.launcher.cpus", "hydra.launcher.gpus"))
         log.info(f"Launching {len(job_overrides)} jobs on Ray ({self.address or 'started here'}): "
                  f"{self.cpus:g} CPUs, {self.gpus:g} GPUs each")

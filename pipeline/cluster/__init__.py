@@ -24,18 +24,20 @@ def check_reachable(address: str, timeout: float = 5.0, key: str = "cluster.addr
 
 
 def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None,
-            object_store_memory: int | None = None, key: str = "cluster.address") -> None:
-    """Join the cluster at `address` ('auto', 'host:port'), or start Ray on this machine when it is None; errors
+            object_store_memory: int | None = None, key: str = "cluster.address", auth: bool = True) -> None:
+    """Join the cluster at `address` ('auto', 'host:port') with the user's Ray token, or start Ray on this machine
+    when it is None, with a fresh token (pipeline.cluster.auth; `auth=False` turns it off, with a warning); errors
     name the setting `key`."""
     import ray
 
+    from pipeline.cluster import auth as ray_auth
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if address is None:   # a private single-machine instance: no token (it would leak into later `ray start` clusters)
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if ray.is_initialized():
         return
     if address not in (None, "auto"):
         check_reachable(address, key=key)
+    ray_auth.use_here(ray_auth.cluster_env(auth) if address is None else ray_auth.join_env(auth))
     # "local" starts a new instance even where RAY_ADDRESS points elsewhere: cluster=local means this machine.
     kwargs: dict[str, Any] = {"address": address or "local", "log_to_driver": False, "configure_logging": False}
     if address is None:
@@ -43,9 +45,14 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
                       object_store_memory=object_store_memory)
     try:
         ray.init(**kwargs)
-    except ConnectionError as error:
-        raise ConfigError(f"cannot join the Ray cluster at {key}={address} ({error}); "
-                          "is a Ray head running there?") from None
+    except Exception as error:
+        if ray_auth.is_refusal(error):
+            raise ConfigError(f"the Ray cluster at {key}={address} refused this process's token; "
+                              f"{ray_auth.HOW_TO_JOIN}") from None
+        if isinstance(error, ConnectionError):
+            raise ConfigError(f"cannot join the Ray cluster at {key}={address} ({error}); "
+                              "is a Ray head running there?") from None
+        raise
 
 
 def check_fits(cpus: float, gpus: float, keys: tuple[str, str] = ("resources.cpu", "resources.gpu")) -> None:

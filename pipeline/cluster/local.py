@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TypeVar
 
+from pipeline.cluster.auth import cluster_env
 from pipeline.cluster.processes import Proc, all_procs, descendants, die_with_parent, still_running
 
 
@@ -124,6 +125,7 @@ class RayCluster(Service):
         num_gpus: int = 0,
         fast_health_check: bool = True,
         startup_timeout: float = 90.0,  # 11-22 s seen on 2 busy cores
+        auth: bool = True,
     ) -> None:
         self.tmp = Path(tmp)  # logs of the `ray start` processes go here
         self.num_cpus = num_cpus
@@ -138,6 +140,7 @@ class RayCluster(Service):
         self._logs: list[IO[bytes]] = []
         self._seen: set[Proc] = set()  # every cluster process met so far
         self._node_ids: dict[str, str] = {}
+        self._auth = cluster_env(auth)   # a fresh token (pipeline.cluster.auth): only its env holds it
 
     # -- public API ---------------------------------------------------------
 
@@ -147,7 +150,7 @@ class RayCluster(Service):
 
     @property
     def env(self) -> dict[str, str]:
-        """Environment for a subprocess (driver) that should join this cluster."""
+        """Environment for a subprocess (driver) that should join this cluster: its address and token."""
         env = self._base_env()
         env["RAY_ADDRESS"] = self.address
         return env
@@ -244,9 +247,7 @@ class RayCluster(Service):
 
     def _base_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        # Without this, a token written to ~/.ray by any earlier local
-        # ray.init() switches the cluster to token auth and drivers fail.
-        env["RAY_AUTH_MODE"] = "disabled"
+        env.update(self._auth)   # the cluster's token: every node and every driver of `env`
         env["RAY_USAGE_STATS_ENABLED"] = "0"
         # SIGTERM to a node would otherwise drain it for up to 30 s first.
         env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
@@ -361,9 +362,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpus", type=int, default=0, help="logical GPUs per node (default 0)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with RayCluster(Path(tempfile.mkdtemp(prefix="harness-ray-")), num_cpus=args.cpus, num_gpus=args.gpus) as cluster:
+    folder = Path(tempfile.mkdtemp(prefix="harness-ray-"))   # mode 0700: only this user reads the token file
+    with RayCluster(folder, num_cpus=args.cpus, num_gpus=args.gpus) as cluster:
+        join = f"python -m jobs.sweep cluster=ray cluster.address={cluster.address}"
+        token = cluster.env.get("RAY_AUTH_TOKEN")
+        if token:   # how other shells join: a file only this user can read, never the token on a command line
+            token_file = folder / "auth_token"
+            token_file.touch(mode=0o600)
+            token_file.write_text(token)
+            join = f"RAY_AUTH_TOKEN_PATH={token_file} {join}"
         print(f"two Ray nodes at {cluster.address} ({args.cpus} CPUs, {args.gpus} GPUs each); Ctrl-C stops them\n"
-              f"  python -m jobs.sweep cluster=ray cluster.address={cluster.address}", flush=True)
+              f"  {join}", flush=True)
         try:
             while True:
                 time.sleep(3600)

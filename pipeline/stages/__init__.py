@@ -21,7 +21,7 @@ def say(message: str) -> None:
 
 def connect_cluster(cfg: DictConfig) -> None:
     c = cfg.cluster
-    connect(c.address, c.get("num_cpus"), c.get("num_gpus"), c.get("object_store_memory"))
+    connect(c.address, c.get("num_cpus"), c.get("num_gpus"), c.get("object_store_memory"), auth=c.get("auth", True))
 
 
 class Stopwatch:
