@@ -12,24 +12,15 @@ machine without any).
 from __future__ import annotations
 
 import os
-import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 import torch
 
+from pipeline.cluster import ray_gpu_ids
 from pipeline.errors import ConfigError
 
 GPU_ACCELERATORS = ("auto", "gpu", "cuda")
-
-
-def ray_gpu_ids() -> list[str] | None:
-    """The GPU ids Ray assigned this task ([] for none); None outside a Ray task (Ray's driver included). Only looks
-    at a Ray that is already imported: a job outside Ray pays nothing."""
-    ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
-        return None
-    return [str(i) for i in ray.get_gpu_ids()]
 
 
 def cuda_required() -> bool:
