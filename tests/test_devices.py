@@ -109,7 +109,7 @@ def test_default_trainer_passes_and_precision_is_no_key_of_it():
 # --- row 5: array tasks on one fresh sweep folder -------------------------------------------------------------------
 
 ARRAY = ["experiment=smoke", "sweep.grid.model=softmax", "sweep.grid.regularizer=none",
-         "sweep.overrides=['trainer.max_epochs=1','data.limit=100','logger=none']"]
+         "sweep.overrides=['trainer.max_epochs=1','data.limit=100','logger=none','eval.epsilons=[0.0,0.25]']"]
 
 
 def sweep(cfg) -> int:
