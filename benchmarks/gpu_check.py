@@ -5,7 +5,8 @@ or downloads, on random data whose labels a model can learn.
     benchmarks/gpu_check.sh --device cpu --quick --out /tmp/check  # the same, end to end, tiny (CI)
 
 1. jobs: one short `run_job` per model (softmax, maxout, rbf, mlp, conv on CIFAR-size images, ensemble); each
-   metrics.json must name the device; then every evaluation attack of conf/sweep.yaml on the maxout and conv jobs.
+   metrics.json must name the device; then every evaluation attack of conf/sweep.yaml on the maxout and conv jobs
+   (maxout only with --quick).
 2. agreement: the conv job's checkpoint on the CPU and on the device: clean error and FGSM predictions per example,
    in attack mode (TF32 off) and, to show why, with TF32 on.
 3. micro: FGSM curve (10 ε, one batch), one adversarial training step, a Lightning epoch over on-device examples,
@@ -39,7 +40,6 @@ MODELS = {   # name -> overrides of its job
     "conv": ["model=conv", "data.source=benchmarks.gpu_check.images", "data.name=random_images"],
     "ensemble": ["model=ensemble", "model.size=3"],
 }
-EVALUATED = ("maxout", "conv")
 AGREEMENT_EPSILONS = [0.1, 0.25]
 
 
@@ -50,10 +50,12 @@ class Scale:
     packing: tuple[int, ...]
     micro: str            # "FULL" or "QUICK" sizes of benchmarks/sizes.py
     rubbish: int
+    evaluated: tuple[str, ...]   # the jobs every evaluation attack runs on
 
 
-FULL_SCALE = Scale(train=60_000, test=2_000, packing=(1, 4, 8, 16), micro="FULL", rubbish=10_000)
-QUICK_SCALE = Scale(train=300, test=200, packing=(1, 2), micro="QUICK", rubbish=200)
+FULL_SCALE = Scale(train=60_000, test=2_000, packing=(1, 4, 8, 16), micro="FULL", rubbish=10_000,
+                   evaluated=("maxout", "conv"))
+QUICK_SCALE = Scale(train=300, test=200, packing=(1, 2), micro="QUICK", rubbish=200, evaluated=("maxout",))
 
 
 # --- data: random pixels, labels from a fixed random linear map (learnable, the same in every process) ----------------
@@ -118,7 +120,7 @@ def check_evaluations(device: str, out: Path, scale: Scale) -> list[dict[str, An
         settings = OmegaConf.to_container(compose_job([], "sweep").evaluation, resolve=True)
     settings = {k: v for k, v in settings.items() if k not in ("gpu", "enabled")} | {"rubbish": scale.rubbish}
     rows = []
-    for model in EVALUATED:
+    for model in scale.evaluated:
         began = time.perf_counter()
         found = evaluate_job(model, str(out / "jobs" / model), settings)["rows"]
         rows.append({"model": model, "device": str(task_device()), "on_device": task_device().type == device,
@@ -178,11 +180,11 @@ def check_micro(device: str, scale: Scale) -> dict[str, Any]:
         model, (x, y) = make_model(name, where).eval(), make_batch(size.batch_sizes[0], where)
         curves.append({"model": name, "batch": len(y), "seconds": median_time(
             lambda: fgsm_curve(model, x, y, EPSILONS), sync, size.repeats)})
-    epoch = bench_lightning_epoch(size, where, judged=False, examples=scale.train, models=("maxout",),
-                                  batch_sizes=(100,), repeats=size.epoch_repeats)[0]
+    epochs = bench_lightning_epoch(size, where, judged=False, examples=scale.train, batch_sizes=(100,))
+    maxout = next(row for row in epochs if row["model"] == "maxout")
     return {"fgsm_curve": curves, "adversarial_step": bench_adversarial_step(size, where, judged=False)[0],
-            "lightning_epoch": bench_lightning_epoch(size, where, judged=False),
-            "maxout_epoch": {"examples": scale.train, "seconds": epoch["measured"]["seconds"]["median"], "row": epoch}}
+            "lightning_epoch": epochs,
+            "maxout_epoch": {"examples": scale.train, "seconds": maxout["measured"]["seconds"]["median"]}}
 
 
 def median_time(work: Callable[[], Any], sync: Callable[[], None], repeats: int) -> float:

@@ -61,9 +61,9 @@ def task_device() -> torch.device:
 def describe(device: torch.device) -> dict[str, Any]:
     """What metrics.json records about the device actually used: on CUDA its name, UUID and index as this process
     sees them (a reused worker's context stays on its first GPU whatever CUDA_VISIBLE_DEVICES says now), plus the
-    GPU ids Ray assigned and the TF32 flags."""
+    GPU ids Ray assigned and what CUDA_VISIBLE_DEVICES says."""
     record: dict[str, Any] = {"device": str(device), "ray_gpu_ids": ray_gpu_ids(),
-                              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "tf32": tf32_flags()}
+                              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         properties = torch.cuda.get_device_properties(index)

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import provenance, store
 from pipeline.attacks import check_eps, predict
 from pipeline.config import instantiate
-from pipeline.devices import attack_mode, check_trainer, describe, job_accelerator
+from pipeline.devices import attack_mode, check_trainer, describe, job_accelerator, tf32_flags
 from pipeline.errors import ConfigError
 
 
@@ -143,7 +143,6 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
                               accelerator=job_accelerator(cfg.trainer.get("accelerator", "auto")))
         device = place(trainer, data, model)
         batches = last.batches = data.train_dataloader()   # over the tensors on the device now
-        training_flags = describe(device)["tf32"]
         started = time.perf_counter()
         trainer.fit(module, batches, data.val_dataloader(), ckpt_path=resume_from)
         train_seconds = time.perf_counter() - started
@@ -152,8 +151,7 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
         x, y = data.splits["test"]
         with attack_mode():
             curve = attack.curve(model, x, y, list(cfg.eval.epsilons), batch_size=cfg.eval.batch_size)
-            where = describe(device)
-        where["tf32"] = {"training": training_flags, "attack": where["tf32"]}
+            attack_flags = tf32_flags()
         clean_error, clean_confidence = clean_scores(model, x, y, cfg.eval.batch_size)
         checkpoint = store.save_checkpoint(job_dir, model, cfg.model)
         metrics = {
@@ -166,8 +164,9 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
             "curve": curve.rows(), "epochs": trainer.current_epoch, "train_seconds": train_seconds, "started": began,
             "resumed_from_epoch": last.resumed_from, "epochs_this_attempt": last.trained_here,
             "early_stopping": callbacks[-1].summary() if callbacks else None,
-            "node": socket.gethostname(), **where, "checkpoint": checkpoint, "versions": versions(), "code": provenance.code(),
-            "attempt": attempt, **(extra or {}),
+            "node": socket.gethostname(), **describe(device),
+            "tf32": {"training": tf32_flags(), "attack": attack_flags}, "checkpoint": checkpoint,
+            "versions": versions(), "code": provenance.code(), "attempt": attempt, **(extra or {}),
         }
         tracker.log_results(curve.rows(), {k: metrics[k] for k in ("clean_error", "train_error", "val_error")},
                             job_dir / store.CHECKPOINT)

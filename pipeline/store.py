@@ -15,6 +15,8 @@ metrics.json schema (version 1):
     job_id, seed, status="complete", clean_error, clean_confidence, train_error, val_error,
     attack: {name, clip, craft_with}, curve: [{eps, error, confidence, confidence_wrong}, ...] (one row per ε),
     epochs, train_seconds, started (time.time() when run_job began), node, checkpoint: {file, sha256},
+    device ("cpu", "cuda:0"), device_name, device_uuid, device_index (on CUDA: the GPU actually used),
+    ray_gpu_ids (the GPUs Ray assigned; null outside Ray), cuda_visible_devices, tf32: {training, attack},
     versions: {python, torch, ...},
     code: {version, fingerprint, commit} (pipeline.provenance), attempt, resumed_from_epoch
 """

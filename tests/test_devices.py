@@ -27,11 +27,14 @@ def test_rbf_centers_start_at_the_class_means_on_the_models_device():
     assert torch.allclose(model.centers[0], x[y == 0].flatten(1).mean(0), atol=1e-6)
     assert torch.allclose(model.centers[1], x[y == 1].flatten(1).mean(0), atol=1e-6)
     assert torch.equal(model.centers[2], untouched)
-    # The data on one device, the model on another (the meta device stands in for CUDA here): the labels used to
-    # stay behind and `x[y == c]` mixed devices.
-    elsewhere = RBF((1, 4, 4), 3).to("meta")
-    elsewhere.initialize(x, y)
-    assert elsewhere.centers.device.type == "meta"
+
+@pytest.mark.parametrize("images, labels", [("cpu", "meta"), ("meta", "meta"), ("meta", "cpu")])
+def test_rbf_start_runs_on_the_models_device_whatever_the_datas(images, labels):
+    """The meta device stands in for CUDA (shapes only, no values on the host): the start used to read a value back
+    per class (`if (y == c).any()`), which fails there, and left the labels on their own device."""
+    model = RBF((1, 4, 4), 3).to("meta")
+    model.initialize(torch.rand(30, 1, 4, 4).to(images), torch.tensor([0, 1] * 15).to(labels))
+    assert model.centers.device.type == "meta" and model.centers.shape == (3, 16)
 
 
 # --- rows 2, 3: the device follows the GPUs Ray assigned ------------------------------------------------------------
