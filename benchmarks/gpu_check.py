@@ -86,8 +86,9 @@ def images(root: str = "", download: bool = False):
 def job_config(model: str, device: str, epsilons: list[float] | None = None):
     from pipeline.config import compose_job, hydra_context
 
+    accelerator = "gpu" if device == "cuda" else "cpu"
     overrides = ["logger=none", "data=mnist", "data.source=benchmarks.gpu_check.digits", "data.name=random_digits",
-                 "data.download=false", "trainer.max_epochs=1", f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
+                 "data.download=false", "trainer.max_epochs=1", f"trainer.accelerator={accelerator}",
                  f"eval.epsilons={epsilons or [0.0, 0.1, 0.25]}", *MODELS[model]]
     with hydra_context():
         return compose_job(overrides)
@@ -267,11 +268,13 @@ def check_packing(device: str, out: Path, scale: Scale) -> list[dict[str, Any]]:
                      "examples_per_second_per_job": scale.train / statistics.median(epochs) if epochs else None,
                      "examples_per_second_total": count * scale.train / wall if finished else None,
                      "on_device": all(r["device"].startswith(device) for r in finished),
-                     "max_memory_reserved_mib": max((r["max_memory_reserved"] or 0 for r in finished), default=0) / 2**20,
+                     "max_memory_reserved_mib": max((r["max_memory_reserved"] or 0 for r in finished),
+                                                    default=0) / 2**20,
                      "nvidia_smi_mib_per_process": sorted(peak.values())})
     single = rows[0]["examples_per_second_total"]
     for row in rows:
-        row["throughput_vs_1"] = row["examples_per_second_total"] / single if single and row["examples_per_second_total"] else None
+        total = row["examples_per_second_total"]
+        row["throughput_vs_1"] = total / single if single and total else None
     return rows
 
 
@@ -283,22 +286,25 @@ def table(report: dict[str, Any]) -> str:
              f"{'passed' if report['passed'] else 'FAILED: ' + '; '.join(report['failures'])}", "",
              "| check | result |", "|---|---|"]
     for job in report.get("jobs", []):
-        lines.append(f"| job {job['model']} | {job['device']}, {job['seconds']:.1f} s (train {job['train_seconds']:.1f} s),"
-                     f" clean error {job['clean_error']:.3f}, FGSM 0.25 {job['fgsm_error_0.25']:.3f} |")
+        lines.append(f"| job {job['model']} | {job['device']}, {job['seconds']:.1f} s "
+                     f"(train {job['train_seconds']:.1f} s), clean error {job['clean_error']:.3f}, FGSM 0.25 {job['fgsm_error_0.25']:.3f} |")
     for row in report.get("evaluations", []):
-        lines.append(f"| evaluation {row['model']} | {row['device']}, {row['seconds']:.1f} s: {', '.join(row['attacks'])} |")
+        lines.append(f"| evaluation {row['model']} | {row['device']}, {row['seconds']:.1f} s: "
+                     f"{', '.join(row['attacks'])} |")
     if agreement := report.get("agreement"):
         lines.append(f"| CPU vs {device}, conv | clean error {agreement['clean_error']}; FGSM predictions agree "
                      f"{agreement['agreement']} (TF32 on: {agreement['agreement_tf32_on']}) |")
     if micro := report.get("micro"):
         for row in micro["fgsm_curve"]:
             lines.append(f"| FGSM curve, 10 ε, {row['model']} × {row['batch']} | {1000 * row['seconds']:.2f} ms |")
-        lines.append(f"| maxout epoch, {micro['maxout_epoch']['examples']:,} × 784 | {micro['maxout_epoch']['seconds']:.2f} s |")
+        epoch = micro["maxout_epoch"]
+        lines.append(f"| maxout epoch, {epoch['examples']:,} × 784 | {epoch['seconds']:.2f} s |")
     for row in report.get("packing", []):
         speed = f"{row['throughput_vs_1']:.2f}× one job" if row["throughput_vs_1"] else "?"
         lines.append(f"| packing {row['processes']} processes | {row['wall_seconds']:.1f} s, "
                      f"{row['examples_per_second_total'] or 0:,.0f} examples/s ({speed}), epoch "
-                     f"{row['epoch_seconds_median'] or 0:.2f} s, memory {row['max_memory_reserved_mib']:.0f} MiB reserved "
+                     f"{row['epoch_seconds_median'] or 0:.2f} s, memory "
+                     f"{row['max_memory_reserved_mib']:.0f} MiB reserved "
                      f"{row['nvidia_smi_mib_per_process'] or ''}, failed {row['failed']} |")
     return "\n".join(lines) + "\n"
 

@@ -42,7 +42,8 @@ def choose_accelerator(requested: str, gpu_ids: list[str] | None, cuda: bool, re
     if require_cuda:
         raise RuntimeError(f"Ray assigned GPU {','.join(gpu_ids)} but CUDA sees no GPU here (CUDA_VISIBLE_DEVICES="
                            f"{os.environ.get('CUDA_VISIBLE_DEVICES')}): the node advertises GPUs its processes cannot "
-                           "use; give them to the Ray step (srun --gpus) or set HARNESS_REQUIRE_CUDA=0 to use the CPU")
+                           "use; give them to the Ray step (srun --gres=gpu:N) or set HARNESS_REQUIRE_CUDA=0 to use "
+                           "the CPU")
     return "cpu"
 
 
