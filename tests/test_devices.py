@@ -180,3 +180,18 @@ def test_a_job_held_by_another_process_is_left_to_it(tmp_path):
                 pass
         assert sweep(cfg) == 0
     assert not store.is_complete(directory) and not store.read_attempts(directory)
+
+
+# --- row 10: TF32 off while attacking ---------------------------------------------------------------------------------
+
+def test_attack_mode_turns_tf32_off_and_restores_the_flags():
+    from pipeline.devices import attack_mode, tf32_flags
+
+    before = tf32_flags()
+    torch.backends.cudnn.allow_tf32 = True   # PyTorch's default: cuDNN convolutions in TF32
+    try:
+        with attack_mode():
+            assert tf32_flags() == {"matmul": False, "cudnn": False}
+        assert tf32_flags()["cudnn"] is True
+    finally:
+        torch.backends.cudnn.allow_tf32 = before["cudnn"]
