@@ -27,13 +27,13 @@ def main() -> None:
     import ray
     from ray.util import ActorPool
 
+    from pipeline.cluster import connect
+
     parser = argparse.ArgumentParser(prog="python -m benchmarks.worker_reuse")
     parser.add_argument("--tasks", type=int, default=8)
     parser.add_argument("--slots", type=int, default=2, help="jobs per GPU (each asks for 1/slots of it)")
     args = parser.parse_args()
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=args.slots, num_gpus=1, include_dashboard=False, log_to_driver=False,
-             object_store_memory=100_000_000)
+    connect(None, num_cpus=args.slots, num_gpus=1, object_store_memory=100_000_000)   # a private Ray here
     share = 1 / args.slots
     results = {}
 
