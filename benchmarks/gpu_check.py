@@ -51,11 +51,13 @@ class Scale:
     micro: str            # "FULL" or "QUICK" sizes of benchmarks/sizes.py
     rubbish: int
     evaluated: tuple[str, ...]   # the jobs every evaluation attack runs on
+    micro_models: tuple[str, ...]
 
 
 FULL_SCALE = Scale(train=60_000, test=2_000, packing=(1, 4, 8, 16), micro="FULL", rubbish=10_000,
-                   evaluated=("maxout", "conv"))
-QUICK_SCALE = Scale(train=300, test=200, packing=(1, 2), micro="QUICK", rubbish=200, evaluated=("maxout",))
+                   evaluated=("maxout", "conv"), micro_models=("softmax", "maxout"))
+QUICK_SCALE = Scale(train=300, test=200, packing=(1, 2), micro="QUICK", rubbish=200, evaluated=("maxout",),
+                    micro_models=("maxout",))
 
 
 # --- data: random pixels, labels from a fixed random linear map (learnable, the same in every process) ----------------
@@ -174,7 +176,7 @@ def check_micro(device: str, scale: Scale) -> dict[str, Any]:
 
     base = getattr(sizes, scale.micro)
     size = dataclasses.replace(base, repeats=min(base.repeats, 3), epoch_repeats=min(base.epoch_repeats, 3),
-                               batch_sizes=base.batch_sizes[-1:])
+                               batch_sizes=base.batch_sizes[-1:], models=scale.micro_models)
     where, sync = torch.device(device), synchronizer(torch.device(device))
     curves = []
     for name in size.models:
