@@ -68,6 +68,7 @@ def fake_gpu_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow   # a local Ray and four fresh workers
 def test_ray_tasks_see_their_gpu_ids_and_gpu_tasks_never_share_a_worker(fake_gpu_ray):
     from pipeline.cluster import ray_gpu_ids
     from pipeline.cluster.tasks import run_tasks
