@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup main test benchmark
+.PHONY: setup main test benchmark gpu-check gpu-wheels
 
 setup: $(VENV)/.installed
 
@@ -20,3 +20,13 @@ test: setup
 
 benchmark: setup
 	$(PY) -m jobs.benchmark
+
+gpu-check: setup   # every piece of a job on this machine's GPU, ~5 min (benchmarks/gpu_check.py)
+	HARNESS_PYTHON=$(PY) benchmarks/gpu_check.sh --device cuda --out gpu_check
+
+# Hydra as wheels for a bare GPU machine (Python 3.12, x86-64), which benchmarks/gpu_check.sh installs from .whl
+gpu-wheels: setup
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+		hydra-core==1.3.8 omegaconf==2.3.1 PyYAML==6.0.4
+	$(PY) -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3   # published as source only

@@ -27,7 +27,8 @@ def gpu_packing(sizes: Sizes, experiment: str, epochs: int, timeout: float = 120
     `sizes.gpu_pack_jobs` maxout jobs of `experiment` (1 CPU each), each asking for 1/n of the GPU. Ray's GPU is a
     logical resource, so on a machine without one this still runs and shows Ray's packing (the tests run it that
     way); only on a real GPU do the timings say how many jobs one GPU can hold."""
-    env = subprocess_env(RAY_USAGE_STATS_ENABLED="0")
+    # Without a GPU, Ray's GPU is a fake one CUDA cannot see: let the jobs run on the CPU instead of failing.
+    env = subprocess_env(RAY_USAGE_STATS_ENABLED="0", HARNESS_REQUIRE_CUDA="1" if torch.cuda.is_available() else "0")
     packing = []
     for per_gpu in sizes.gpu_pack:
         spec = {"address": None, "num_cpus": os.cpu_count(), "num_gpus": 1, "experiment": experiment,

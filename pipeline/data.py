@@ -138,12 +138,13 @@ class TensorBatches:
         return (len(self.y) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
-        order = torch.randperm(len(self.y), generator=self.generator) if self.shuffle else None
+        # The epoch's order goes to the device once: a copy per batch would cost a host sync per training step.
+        order = torch.randperm(len(self.y), generator=self.generator).to(self.x.device) if self.shuffle else None
         for start in range(0, len(self.y), self.batch_size):
             if order is None:
                 yield self.x[start: start + self.batch_size], self.y[start: start + self.batch_size]
             else:
-                index = order[start: start + self.batch_size].to(self.x.device)
+                index = order[start: start + self.batch_size]
                 yield self.x[index], self.y[index]
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import platform
 import signal
 import socket
@@ -22,21 +21,34 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import provenance, store
 from pipeline.attacks import check_eps, predict
 from pipeline.config import instantiate
+from pipeline.devices import attack_mode, check_trainer, describe, job_accelerator, tf32_flags
 from pipeline.errors import ConfigError
 
 
 @functools.cache
 def versions() -> dict[str, str]:
     """From the installed packages' metadata: importing wandb only to read its version would cost a job 0.6 s."""
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(package: str) -> str | None:   # wandb is optional with logger=none (e.g. the GPU check)
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return None
 
     return {"python": platform.python_version(), "torch": torch.__version__,
-            "pytorch_lightning": version("pytorch-lightning"), "hydra": version("hydra-core"),
-            "wandb": version("wandb")}
+            "pytorch_lightning": installed("pytorch-lightning"), "hydra": installed("hydra-core"),
+            "wandb": installed("wandb")}
 
 
-def training_device(accelerator: str) -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda") else "cpu")
+def place(trainer: Any, data: Any, model: torch.nn.Module) -> torch.device:
+    """Data and model onto the Trainer's device (Lightning's choice, not a guess beside it), then the model's
+    data-dependent start, where both now are."""
+    device = trainer.strategy.root_device
+    data.to(device)
+    model.to(device)
+    model.initialize(*data.splits["train"])
+    return device
 
 
 def clean_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
@@ -51,6 +63,7 @@ def build(cfg: DictConfig):
     training, so that a bad value costs nothing)."""
     for eps in cfg.eval.epsilons:
         check_eps(eps, "eval.epsilons")
+    check_trainer(cfg.trainer)
     data = instantiate(cfg.data, "data", seed=cfg.seed)
     data.setup()
     model = instantiate(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
@@ -113,9 +126,6 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         data, model, regularizer, attack = build(cfg)
-        device = training_device(cfg.trainer.get("accelerator", "auto"))
-        data.to(device)
-        model.initialize(*data.splits["train"])
         callbacks, val_attack = early_stopping(cfg, attack.clip)
         module = AdversarialModule(model, regularizer, instantiate(cfg.optimizer, "optimizer"),
                                    instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None, val_attack)
@@ -126,18 +136,22 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
         # One job is one process: never let Lightning read SLURM's or torchrun's world size.
         # inference_mode=False: validation runs under no_grad instead, which FGSM's enable_grad can lift.
         # enable_checkpointing=True admits LastEpoch; with a checkpoint callback present Lightning adds none of its own.
-        batches = data.train_dataloader()
-        last = LastEpoch(job_dir, batches)
+        last = LastEpoch(job_dir, data.train_dataloader())
         trainer = instantiate(cfg.trainer, "trainer", logger=logger or False, default_root_dir=str(job_dir),
                               plugins=[LightningEnvironment()], callbacks=[*callbacks, last],
-                              enable_checkpointing=True, inference_mode=val_attack is None)
+                              enable_checkpointing=True, inference_mode=val_attack is None,
+                              accelerator=job_accelerator(cfg.trainer.get("accelerator", "auto")))
+        device = place(trainer, data, model)
+        batches = last.batches = data.train_dataloader()   # over the tensors on the device now
         started = time.perf_counter()
         trainer.fit(module, batches, data.val_dataloader(), ckpt_path=resume_from)
         train_seconds = time.perf_counter() - started
 
         model = module.model.to(device).eval()
         x, y = data.splits["test"]
-        curve = attack.curve(model, x, y, list(cfg.eval.epsilons), batch_size=cfg.eval.batch_size)
+        with attack_mode():
+            curve = attack.curve(model, x, y, list(cfg.eval.epsilons), batch_size=cfg.eval.batch_size)
+            attack_flags = tf32_flags()
         clean_error, clean_confidence = clean_scores(model, x, y, cfg.eval.batch_size)
         checkpoint = store.save_checkpoint(job_dir, model, cfg.model)
         metrics = {
@@ -150,9 +164,9 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
             "curve": curve.rows(), "epochs": trainer.current_epoch, "train_seconds": train_seconds, "started": began,
             "resumed_from_epoch": last.resumed_from, "epochs_this_attempt": last.trained_here,
             "early_stopping": callbacks[-1].summary() if callbacks else None,
-            "node": socket.gethostname(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "device": str(device), "checkpoint": checkpoint, "versions": versions(), "code": provenance.code(),
-            "attempt": attempt, **(extra or {}),
+            "node": socket.gethostname(), **describe(device),
+            "tf32": {"training": tf32_flags(), "attack": attack_flags}, "checkpoint": checkpoint,
+            "versions": versions(), "code": provenance.code(), "attempt": attempt, **(extra or {}),
         }
         tracker.log_results(curve.rows(), {k: metrics[k] for k in ("clean_error", "train_error", "val_error")},
                             job_dir / store.CHECKPOINT)

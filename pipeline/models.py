@@ -169,11 +169,12 @@ class RBF(Classifier):
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Centers start at the class means (an RBF network's usual start; random centers train slowly)."""
+        """Centers start at the class means (an RBF network's usual start; random centers train slowly). Computed
+        where the centers live, whatever device and dtype the data has, without a host sync per class."""
         x = x.flatten(1).to(self.centers)
-        for c in range(self.num_classes):
-            if (y == c).any():
-                self.centers[c] = x[y == c].mean(dim=0)
+        members = F.one_hot(y.to(self.centers.device).long(), self.num_classes).to(x)   # [N, K]
+        counts = members.sum(dim=0).unsqueeze(1)
+        self.centers.copy_(torch.where(counts > 0, members.T @ x / counts.clamp(min=1), self.centers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         squared = (x.flatten(1).unsqueeze(1) - self.centers).pow(2)        # [N, K, D]

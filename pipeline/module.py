@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 
 from pipeline.attacks import Clip, fgsm
+from pipeline.devices import attack_mode
 from pipeline.errors import ConfigError
 from pipeline.models import Classifier
 from pipeline.regularizers import Regularizer
@@ -74,7 +75,8 @@ class AdversarialModule(pl.LightningModule):
         self.log("val/loss", self.model.cost(logits, y), batch_size=len(y))
         self.log("val/error", (logits.argmax(dim=1) != y).float().mean(), batch_size=len(y), prog_bar=True)
         if self.val_attack is not None:
-            fooled = self.model(fgsm(self.model, x, y, *self.val_attack)).argmax(dim=1) != y
+            with attack_mode():
+                fooled = self.model(fgsm(self.model, x, y, *self.val_attack)).argmax(dim=1) != y
             self.log("val/fgsm_error", fooled.float().mean(), batch_size=len(y))
 
 

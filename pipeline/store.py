@@ -7,6 +7,7 @@
     <job_dir>/attempts.jsonl one line per attempt to run the job: number, start time, host, pid (appended)
     <job_dir>/last.ckpt      while the job trains: its last epoch's training state (resume after preemption)
     <job_dir>/job.log        what the job printed (stdout and stderr) when a sweep ran it on some node
+    <job_dir>/.lock          held by the process that trains the job (pipeline.store.claim): who it is
 
 Files follow the process's umask (0644 under umask 022), so a team can read a sweep on shared storage.
 
@@ -14,6 +15,8 @@ metrics.json schema (version 1):
     job_id, seed, status="complete", clean_error, clean_confidence, train_error, val_error,
     attack: {name, clip, craft_with}, curve: [{eps, error, confidence, confidence_wrong}, ...] (one row per ε),
     epochs, train_seconds, started (time.time() when run_job began), node, checkpoint: {file, sha256},
+    device ("cpu", "cuda:0"), device_name, device_uuid, device_index (on CUDA: the GPU actually used),
+    ray_gpu_ids (the GPUs Ray assigned; null outside Ray), cuda_visible_devices, tf32: {training, attack},
     versions: {python, torch, ...},
     code: {version, fingerprint, commit} (pipeline.provenance), attempt, resumed_from_epoch
 """
@@ -35,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 # and needs no torch.
 SCHEMA = 1
 CONFIG, CHECKPOINT, METRICS, FAILURE = "config.yaml", "model.pt", "metrics.json", "failure.json"
-ATTEMPTS, LAST, LOG = "attempts.jsonl", "last.ckpt", "job.log"
+ATTEMPTS, LAST, LOG, LOCK = "attempts.jsonl", "last.ckpt", "job.log", ".lock"
 
 
 @functools.cache
@@ -64,15 +67,29 @@ def ensure_writable(directory: Path, key: str) -> Path:
     """Create the output folder and prove it writable, or refuse it in one line naming the config key."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".writable"
-        probe.write_text("")
-        probe.unlink()
+        # A probe of its own: array tasks starting together must not remove each other's.
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".writable.")
+        os.close(fd)
+        os.unlink(probe)
     except OSError as error:
         from pipeline.errors import ConfigError
 
         raise ConfigError(f"{key}={directory} is not writable ({error.strerror or error}); "
                           "choose a folder you can write") from None
     return directory
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write `text` atomically unless the file holds exactly it already; whether it wrote. Every array task of a
+    sweep plans the same jobs: the first one writes the plan, the others only read it."""
+    data = text.encode()
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    return True
 
 
 def job_dir(sweep_dir: Path, job_id: str) -> Path:
@@ -141,16 +158,54 @@ def write_metrics(job_dir: Path, metrics: dict[str, Any]) -> None:
 
 
 def start_attempt(job_dir: Path, **details: Any) -> int:
-    """Record an attempt to run the job (a retry, a resumed or forced rerun) and return its number, from 1."""
+    """Record an attempt to run the job (a retry, a resumed or forced rerun) and return its number, from 1. Counted
+    and appended under a lock on the file: two processes starting at once get two numbers."""
+    import fcntl
+
+    job_dir.mkdir(parents=True, exist_ok=True)
+    with open(job_dir / ATTEMPTS, "a+") as f:   # one short line per append: no reader sees half of it
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        number = sum(1 for line in f if line.strip()) + 1
+        f.write(json.dumps({"attempt": number, **owner(), **details}) + "\n")
+        f.flush()
+    return number
+
+
+def owner() -> dict[str, Any]:
+    """This process, as attempts.jsonl and the training lock name it."""
     import socket
     import time
 
-    number = len(read_attempts(job_dir)) + 1
-    entry = {"attempt": number, "started": time.time(), "host": socket.gethostname(), "pid": os.getpid(), **details}
+    return {"started": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
+
+
+class Busy(RuntimeError):
+    """Another process is training this job."""
+
+
+@contextmanager
+def claim(job_dir: Path) -> Iterator[None]:
+    """Hold the job's training lock (<job_dir>/.lock) while the block runs, or raise Busy naming the process that
+    holds it: two processes never train one job (a resubmitted array task, a retry of a task still running). An
+    flock, so a process that dies (preemption, a lost node) releases it; on NFS Linux maps it to a POSIX lock."""
+    import fcntl
+
     job_dir.mkdir(parents=True, exist_ok=True)
-    with open(job_dir / ATTEMPTS, "a") as f:   # one short line per append: no reader sees half of it
-        f.write(json.dumps(entry) + "\n")
-    return number
+    with open(job_dir / LOCK, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise Busy(f"job {job_dir.name} is being trained by another process ({f.read().strip() or 'unknown'})"
+                       ) from None
+        f.truncate(0)
+        f.write(json.dumps(owner()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def read_attempts(job_dir: Path) -> list[dict[str, Any]]:

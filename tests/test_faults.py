@@ -105,11 +105,17 @@ def test_diverging_job_fails_with_its_reason_and_the_sweep_goes_on(cluster, tmp_
 
 
 def test_a_job_larger_than_any_node_is_refused_while_planning(cluster, tmp_path):
+    ran = tmp_path / "big"   # a sweep that ran before: a refused one leaves its folder as it was
+    ran.mkdir()
+    for name in ("plan.json", "sweep.yaml", "sweep.log"):
+        (ran / name).write_text(f"{name} of the sweep that ran\n")
     started = time.monotonic()
-    result = run(sweep_command(tmp_path / "big", cluster.address, "resources.gpu=8"), cluster.env, timeout=120)
+    result = run(sweep_command(ran, cluster.address, "resources.gpu=8"), cluster.env, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: resources.cpu=1, resources.gpu=8")
     assert time.monotonic() - started < 90
+    assert {p.name: p.read_text() for p in ran.iterdir()} == {
+        name: f"{name} of the sweep that ran\n" for name in ("plan.json", "sweep.yaml", "sweep.log")}
 
 
 def test_unreachable_cluster_is_a_clear_error_in_bounded_time(tmp_path):

@@ -48,7 +48,8 @@ def slurm(tmp_path_factory):
 def env(slurm) -> dict[str, str]:
     """What the batch scripts see (sbatch exports the submitter's environment)."""
     return {**slurm.env, "HARNESS_PYTHON": sys.executable, "WANDB_MODE": "offline",
-            "HARNESS_RAY_ARGS": "--object-store-memory=200000000"}
+            "HARNESS_RAY_ARGS": "--object-store-memory=200000000",
+            "HARNESS_REQUIRE_CUDA": "0"}   # fake GPUs: CUDA sees none, jobs run on the CPU
 
 
 def sbatch(slurm: SlurmCluster, env: dict[str, str], args: list[str]) -> int:
@@ -167,6 +168,19 @@ def test_sweep_ray_gets_the_allocations_gpus_and_jobs_get_distinct_ones(sweep):
     assert all(m.get("ray_node_id") for m in jobs)                     # trained by Ray tasks
     devices = [m["cuda_visible_devices"] for m in jobs]
     assert set(devices) == {"0", "1"}, devices                          # one GPU each, both GPUs used
+    assert all(m["ray_gpu_ids"] == [m["cuda_visible_devices"]] and m["device"] == "cpu" for m in jobs)   # fake GPUs
+
+
+def test_sweep_refuses_gpus_that_cuda_cannot_see(slurm, env, tmp_path):
+    """Without HARNESS_REQUIRE_CUDA=0 the fake GPUs fail the job before the sweep starts: no silent CPU run."""
+    strict = {k: v for k, v in env.items() if k != "HARNESS_REQUIRE_CUDA"}
+    job = sbatch(slurm, strict, ["--gres=gpu:2", "--cpus-per-task=2", "--time=5", f"--output={tmp_path}/slurm-%j.out",
+                                 "slurm/sweep.sbatch", *GRID, f"dir={tmp_path / 'smoke'}", "resources.gpu=1"])
+    state = slurm.wait(job, timeout=300)
+    log = (tmp_path / f"slurm-{job}.out").read_text()
+    assert state == "FAILED", log[-3000:]
+    assert "error: SLURM gave" in log and "2 GPU(s) but CUDA sees 0" in log, log[-3000:]
+    assert not (tmp_path / "smoke").exists()                            # the sweep never started
 
 
 def test_sweep_log_ends_with_the_wandb_sync_command(sweep):

@@ -73,3 +73,12 @@ def ray_node() -> dict[str, str]:
     if ray is None or not ray.is_initialized():
         return {}
     return {"ray_node_id": ray.get_runtime_context().get_node_id()}
+
+
+def ray_gpu_ids() -> list[str] | None:
+    """The GPU ids Ray assigned this task ([] for none); None outside a Ray task (Ray's driver included). Like
+    ray_node, only looks at a Ray that is already imported."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
+        return None
+    return [str(i) for i in ray.get_gpu_ids()]

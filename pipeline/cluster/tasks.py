@@ -1,8 +1,8 @@
 """One way to run a stage's tasks, for every stage (train, transfer, evaluation): Ray tasks wherever there is
 room when Ray is up, else one after another in this process; the same retries, GPU option and progress lines.
 
-Ray workers are reused across tasks (`max_calls=0`: imports are paid once per worker, also for GPU tasks); a lost
-worker or node is retried `retries` times; an exception raised by the task itself is final (it would repeat).
+Ray workers are reused across CPU tasks (imports are paid once per worker), not across GPU tasks (`worker_calls`);
+a lost worker or node is retried `retries` times; an exception raised by the task itself is final (it would repeat).
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def run_tasks(stage: str, function: Callable[..., Any], calls: Mapping[str, Sequ
 
     check_fits(cpus, gpus)
     board = _progress_board()
-    task = ray.remote(max_calls=0)(_announced).options(num_cpus=cpus, num_gpus=gpus, max_retries=retries,
+    task = ray.remote(max_calls=worker_calls(gpus))(_announced).options(num_cpus=cpus, num_gpus=gpus, max_retries=retries,
                                                         retry_exceptions=False, name=stage)
     pending = {task.remote(board, key, function, *args): key for key, args in calls.items()}
     while pending:
@@ -99,6 +99,14 @@ def run_tasks(stage: str, function: Callable[..., Any], calls: Mapping[str, Sequ
     progress.show(already_done + len(outcome.results), 0, len(outcome.failed))
     ray.kill(board)
     return outcome
+
+
+def worker_calls(gpus: float) -> int:
+    """Ray's max_calls: 0 (no limit) for CPU tasks; 1 for GPU tasks, since a reused worker's CUDA context stays on
+    the GPU it first saw when Ray assigns its next task another one (only CUDA_VISIBLE_DEVICES changes), which
+    would pile jobs onto one GPU. A fresh worker costs the imports again, about 8 s on a 2-core machine; one
+    long-lived worker per GPU slot would not (benchmarks/worker_reuse.py measures both)."""
+    return 1 if gpus > 0 else 0
 
 
 def _announced(board, key: str, function: Callable[..., Any], *args: Any) -> Any:

@@ -29,6 +29,7 @@ from pipeline import store
 from pipeline.attacks import Clip, as_clip, predict
 from pipeline.config import instantiate
 from pipeline.data import test_set
+from pipeline.devices import attack_mode, task_device
 from pipeline.paper.results import clip_name
 from pipeline.provenance import EVALUATION_SOURCES, fingerprint
 from pipeline.stages.plan import Job
@@ -79,12 +80,13 @@ def one_member_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ep
              "confidence": r["confidence"], "confidence_wrong": r["confidence_wrong"]} for r in rows]
 
 
+@attack_mode()   # float32 exactly, as on the CPU (no TF32)
 def evaluate_job(job_id: str, job_dir: str, settings: Mapping[str, Any]) -> dict[str, list[dict]]:
     """Every evaluation of one job (the body of one task): {"rows": [...]}."""
     from pipeline.job import clean_scores
 
     config = store.read_config(Path(job_dir))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = task_device()   # the GPU Ray assigned this task, else the CPU
     model = store.load_model(job_dir, device)
     x, y = (t.to(device) for t in test_set(config))
     batch_size = int(settings["batch_size"])

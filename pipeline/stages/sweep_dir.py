@@ -37,7 +37,9 @@ ID_COLUMNS = {"job_id": str, "source": str, "target": str}   # hex ids that pand
 
 
 def write_plan(sweep_dir: Path, jobs: list[Job]) -> None:
-    store.write_json(sweep_dir / PLAN, [{"id": j.id, "overrides": list(j.overrides), "config": j.config} for j in jobs])
+    """plan.json, unless it holds this plan already (array tasks: one writes it, the others read it)."""
+    entries = [{"id": j.id, "overrides": list(j.overrides), "config": j.config} for j in jobs]
+    store.write_if_changed(sweep_dir / PLAN, json.dumps(entries, indent=2))
 
 
 def open_sweep(stage: DictConfig) -> tuple[DictConfig, Path, list[Job]]:

@@ -40,10 +40,11 @@ def check_rerun(rerun: str) -> str:
 
 
 def run_logged(config: dict[str, Any], directory: Path, run_name: str, **extra: Any) -> dict[str, Any]:
-    """The same `run_job` as `jobs.train`, with everything it prints (a traceback too) in the job's job.log."""
+    """The same `run_job` as `jobs.train`, with everything it prints (a traceback too) in the job's job.log, while
+    this process holds the job (store.claim: raises store.Busy when another one does)."""
     from pipeline.job import run_job
 
-    with store.job_log(directory):
+    with store.claim(directory), store.job_log(directory):
         try:
             return run_job(OmegaConf.create(config), directory, run_name=run_name, extra=extra)
         except BaseException:
@@ -116,21 +117,24 @@ def train_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job]) -> Trained:
                     check_rerun(cfg.get("rerun", "missing")))
 
 
-def train_one(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], index: int) -> bool:
-    """Train job number `index` of the plan in this process (one SLURM array task); False if already complete."""
+def train_one(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], index: int) -> str:
+    """Train job number `index` of the plan in this process (one SLURM array task); what happened, in words."""
     if not 0 <= index < len(jobs):
         raise ConfigError(f"task={index} is outside the plan; this sweep has jobs 0..{len(jobs) - 1}")
     job = jobs[index]
     directory = job_dir(sweep_dir, job)
     metrics = None if cfg.force else store.read_metrics(directory)
     if not needs_training(metrics, cfg.force, check_rerun(cfg.get("rerun", "missing"))):
-        return False
+        return "already complete"
     if cfg.force:
         from_scratch(directory)
     print(f"[sweep] job {job.id} ({job.label}): its output goes to {directory / store.LOG}", file=sys.stderr,
           flush=True)
-    run_logged(job.config, directory, job.label)
-    return True
+    try:
+        run_logged(job.config, directory, job.label)
+    except store.Busy as busy:   # a second task for this job (resubmitted while the first still runs)
+        return f"left to the other process: {busy}"
+    return "trained"
 
 
 def failure_reason(directory: Path, error: BaseException) -> str:

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import store
 from pipeline.attacks import as_clip, input_gradient, predict, step
 from pipeline.errors import ConfigError
+from pipeline.devices import attack_mode, task_device
 from pipeline.provenance import TRANSFER_SOURCES, fingerprint
 from pipeline.stages.plan import Job
 from pipeline.stages.sweep_dir import (TRANSFER, TRANSFER_META, TRANSFER_SETTINGS, checkpoints, complete_jobs,
@@ -77,12 +78,13 @@ def transfer_rows(source_id: str, source: torch.nn.Module, targets: dict[str, to
     return rows, gradients
 
 
+@attack_mode()   # float32 exactly, as on the CPU (no TF32)
 def transfer_task(sources: list[str], targets: list[str], directories: dict[str, str], epsilons: Sequence[float],
                   clip: Sequence[float] | None, craft_with: str, batch_size: int) -> dict[str, Any]:
     """Every source against every target (one task): each model loaded once, the test set once (same data)."""
     from pipeline.data import test_set
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = task_device()   # the GPU Ray assigned this task, else the CPU
     models = {job: store.load_model(directories[job], device) for job in dict.fromkeys(sources + targets)}
     x, y = (t.to(device) for t in test_set(store.read_config(Path(directories[sources[0]]))))
     rows, gradients = [], 0
