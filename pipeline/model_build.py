@@ -72,6 +72,9 @@ def build_model(node: DictConfig | Mapping[str, Any], input_shape: Sequence[int]
     spec = plain(node)
     if "_target_" not in spec:
         raise ConfigError("model has no _target_; give the class, e.g. model._target_=mylab.nets.Net")
+    missing = sorted(OmegaConf.missing_keys(OmegaConf.create(spec)))
+    if missing:
+        raise ConfigError(f"model.{missing[0]} is not set; give it on the command line, e.g. model.{missing[0]}=<value>")
     normalize = spec.get("normalize")
     constructor = {k: v for k, v in spec.items() if k not in HARNESS_KEYS}
     model = instantiate(constructor, "model", **shape_arguments(spec["_target_"], input_shape, num_classes))

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline import pretrained
 from pipeline.errors import ConfigError
 from pipeline.stages.composer import Composer, with_value
 
@@ -81,8 +82,21 @@ def conditional_overrides(point: Sequence[str], when: Mapping[str, Sequence[str]
     return [o for condition, extra in (when or {}).items() if condition in point for o in extra]
 
 
+def zoo_grid(models: Mapping[str, str] | None, grid: dict[str, Any], when: dict[str, list[str]]
+             ) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """experiment=zoo: one grid point per named model (`model.name=<name>`, its name the setting), each with its
+    file (`model.path`), beside any other axes of the grid."""
+    if not models:
+        raise ConfigError("zoo.models is empty; name the models to compare, e.g. 'zoo.models={a: a.pt, b: b.pt}'")
+    bad = [name for name in models if not str(name).replace("-", "_").replace(".", "_").isidentifier()]
+    if bad:
+        raise ConfigError(f"zoo.models names {bad} must be plain words (letters, digits, _ - .): they become settings")
+    points = {f"model.name={name}": [f"model.path='{path}'"] for name, path in models.items()}
+    return {**grid, "model.name": ",".join(models)}, {**when, **points}
+
+
 def job_id(config: Mapping[str, Any]) -> str:
-    significant = {k: v for k, v in config.items() if k not in NOT_IN_ID}
+    significant = pretrained.identity({k: v for k, v in config.items() if k not in NOT_IN_ID})
     return hashlib.sha256(json.dumps(significant, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -90,10 +104,13 @@ def plan(sweep: DictConfig, group: str | None = None, composer: Composer | None 
     """The sweep's jobs: grid points × fixed overrides, composed, resolved and named (duplicates dropped)."""
     composer = composer or Composer()
     fixed = list(sweep.get("overrides") or [])
-    when = OmegaConf.to_container(sweep.when) if sweep.get("when") else {}
+    when = OmegaConf.to_container(sweep.when, resolve=True) if sweep.get("when") else {}
+    grid = OmegaConf.to_container(sweep.grid, resolve=True)
+    if "zoo" in sweep:
+        grid, when = zoo_grid(OmegaConf.to_container(sweep.zoo, resolve=True), grid, when)
     jobs: dict[str, Job] = {}
-    for point in grid_overrides(OmegaConf.to_container(sweep.grid, resolve=True)):
-        config = composer(fixed + conditional_overrides(point, when) + point)
+    for point in grid_overrides(grid):
+        config = pretrained.pinned(composer(fixed + conditional_overrides(point, when) + point))
         if group is not None:
             config = with_value(config, f"++logger.group={json.dumps(group)}")
         identity = job_id(config)
