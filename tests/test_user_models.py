@@ -241,7 +241,8 @@ def zoo(package, trained, tmp_path_factory) -> Path:
     torch.jit.save(torch.jit.script(load_model(dirs["mynet.Net"])), str(folder / "net.ts"))
     sweep_dir = folder / "sweep"
     models = f"{{scripted: {folder / 'net.ts'}, mine: {dirs['mynet.Net']}, soft: {dirs['softmax']}}}"
-    done = sweep(["experiment=zoo", f"zoo.models={models}", "data.limit=600", f"dir={sweep_dir}",
+    done = sweep(["experiment=zoo", f"zoo.models={models}", "sweep.overrides=['model=pretrained','data.limit=600']",
+                  f"dir={sweep_dir}",
                   "evaluation.rubbish=0", "evaluation.attacks.apgd.steps=10"], package)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "trained 3, reused 0, failed 0" in done.stderr
