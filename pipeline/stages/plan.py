@@ -107,7 +107,8 @@ def plan(sweep: DictConfig, group: str | None = None, composer: Composer | None 
     when = OmegaConf.to_container(sweep.when, resolve=True) if sweep.get("when") else {}
     grid = OmegaConf.to_container(sweep.grid, resolve=True)
     if "zoo" in sweep:
-        grid, when = zoo_grid(OmegaConf.to_container(sweep.zoo, resolve=True), grid, when)
+        models = sweep.zoo
+        grid, when = zoo_grid(OmegaConf.to_container(models, resolve=True) if models is not None else None, grid, when)
     jobs: dict[str, Job] = {}
     for point in grid_overrides(grid):
         config = pretrained.pinned(composer(fixed + conditional_overrides(point, when) + point))
