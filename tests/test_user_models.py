@@ -264,3 +264,12 @@ def test_a_zoo_sweep_compares_its_models(zoo):
     assert all(f"| {name} " in side_by_side for name in ("mine", "scripted", "soft"))
     for metrics in zoo.glob("jobs/*/metrics.json"):
         assert json.loads(metrics.read_text())["epochs"] == 0
+
+
+def test_a_user_class_on_top_of_model_softmax_is_not_the_papers_softmax(package):
+    from omegaconf import OmegaConf
+
+    from pipeline.paper import claims
+
+    assert claims.SOFTMAX.matches(OmegaConf.to_container(compose(), resolve=True))
+    assert not claims.SOFTMAX.matches(OmegaConf.to_container(compose("model._target_=mynet.Net"), resolve=True))
