@@ -54,7 +54,16 @@ def instantiate(node: DictConfig | Mapping[str, Any], name: str, **kwargs: Any) 
             cause = cause.__cause__
         if cause is not None:
             raise cause from None
-        raise ConfigError(f"cannot build {name}: {str(error).splitlines()[0]}") from error
+        raise ConfigError(f"cannot build {name}: {with_cause(error)}") from error
+
+
+def with_cause(error: BaseException) -> str:
+    """Hydra's first line ("Error in call to target 'mylab.Net':") and, on the same line, what went wrong."""
+    head = str(error).splitlines()[0].replace(", set env var HYDRA_FULL_ERROR=1 to see chained exception.", ":")
+    cause = error.__cause__
+    if cause is None:
+        return head
+    return f"{head} {type(cause).__name__}: {' '.join(line.strip() for line in str(cause).splitlines() if line.strip())}"
 
 
 @contextmanager

@@ -18,11 +18,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import provenance, store
+from pipeline import adapter, pretrained, provenance, store
 from pipeline.attacks import check_eps, predict
 from pipeline.config import instantiate
-from pipeline.devices import attack_mode, check_trainer, describe, job_accelerator, tf32_flags
+from pipeline.devices import ATTACK_TF32, attack_mode, check_trainer, describe, job_accelerator, task_device, tf32_flags
 from pipeline.errors import ConfigError
+from pipeline.model_build import build_model, model_name
+from pipeline.model_checks import check_model
 
 
 @functools.cache
@@ -47,7 +49,7 @@ def place(trainer: Any, data: Any, model: torch.nn.Module) -> torch.device:
     device = trainer.strategy.root_device
     data.to(device)
     model.to(device)
-    model.initialize(*data.splits["train"])
+    adapter.initialize(model, *data.splits["train"])
     return device
 
 
@@ -66,7 +68,9 @@ def build(cfg: DictConfig):
     check_trainer(cfg.trainer)
     data = instantiate(cfg.data, "data", seed=cfg.seed)
     data.setup()
-    model = instantiate(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
+    model = build_model(cfg.model, data.input_shape, data.num_classes)
+    check_model(model, model_name(cfg.model), data.splits["train"][0], data.num_classes,
+                bool(cfg.model.get("stochastic", False)))
     regularizer = instantiate(cfg.regularizer, "regularizer")
     regularizer.check(model)
     attack = instantiate(cfg.attack, "attack")
@@ -101,6 +105,38 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
+def scores(cfg: DictConfig, model: torch.nn.Module, data: Any, attack: Any) -> dict[str, Any]:
+    """The model's errors on each split and its attack curve on the test set (metrics.json's measurements)."""
+    x, y = data.splits["test"]
+    with attack_mode():
+        curve = attack.curve(model, x, y, list(cfg.eval.epsilons), batch_size=cfg.eval.batch_size)
+    clean_error, clean_confidence = clean_scores(model, x, y, cfg.eval.batch_size)
+    return {"clean_error": clean_error, "clean_confidence": clean_confidence,
+            "train_error": clean_scores(model, *data.splits["train"], cfg.eval.batch_size)[0],
+            "val_error": clean_scores(model, *data.splits["val"], cfg.eval.batch_size)[0],
+            "attack": {"name": attack.name, "clip": list(attack.clip) if attack.clip else None,
+                       "craft_with": attack.craft_with},
+            "curve": curve.rows()}
+
+
+def evaluate_pretrained(cfg: DictConfig, job_dir: Path, data: Any, model: torch.nn.Module, attack: Any,
+                        record: dict[str, Any]) -> dict[str, Any]:
+    """A model trained elsewhere (model=pretrained): no training; the same job directory as a trained job, with a
+    copy of its file."""
+    device = task_device()
+    data.to(device)
+    model = model.to(device).eval()
+    spec = pretrained.keep(job_dir, OmegaConf.to_container(cfg.model, resolve=True))
+    checkpoint = (store.save_checkpoint(job_dir, model, spec, data.input_shape, data.num_classes) if spec
+                  else store.checkpoint_entry(job_dir))   # a job directory's checkpoint, copied as it is
+    metrics = {**record, **scores(cfg, model, data, attack), "epochs": 0, "train_seconds": 0.0,
+               "pretrained": {"path": str(pretrained.source(cfg.model.path)),
+                              "sha256": pretrained.fingerprint(pretrained.source(cfg.model.path))},
+               **describe(device), "tf32": {"training": None, "attack": ATTACK_TF32}, "checkpoint": checkpoint}
+    store.write_metrics(job_dir, metrics)
+    return metrics
+
+
 def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: dict[str, Any] | None = None
             ) -> dict[str, Any]:
     """Train and evaluate one job; its results land in job_dir (see pipeline.store). Failures leave failure.json.
@@ -126,6 +162,11 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         data, model, regularizer, attack = build(cfg)
+        record = {"job_id": job_id, "seed": cfg.seed, "started": began, "attempt": attempt,
+                  "choices": OmegaConf.to_container(cfg.choices) if cfg.get("choices") else {},
+                  "node": socket.gethostname(), "versions": versions(), "code": provenance.code(), **(extra or {})}
+        if pretrained.is_pretrained(cfg.model):   # trained elsewhere: evaluated as it is
+            return evaluate_pretrained(cfg, job_dir, data, model, attack, record)
         callbacks, val_attack = early_stopping(cfg, attack.clip)
         module = AdversarialModule(model, regularizer, instantiate(cfg.optimizer, "optimizer"),
                                    instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None, val_attack)
@@ -148,27 +189,15 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
         train_seconds = time.perf_counter() - started
 
         model = module.model.to(device).eval()
-        x, y = data.splits["test"]
-        with attack_mode():
-            curve = attack.curve(model, x, y, list(cfg.eval.epsilons), batch_size=cfg.eval.batch_size)
-            attack_flags = tf32_flags()
-        clean_error, clean_confidence = clean_scores(model, x, y, cfg.eval.batch_size)
-        checkpoint = store.save_checkpoint(job_dir, model, cfg.model)
+        measured = scores(cfg, model, data, attack)
+        checkpoint = store.save_checkpoint(job_dir, model, cfg.model, data.input_shape, data.num_classes)
         metrics = {
-            "job_id": job_id, "seed": cfg.seed, "choices": OmegaConf.to_container(cfg.choices) if cfg.get("choices") else {},
-            "clean_error": clean_error, "clean_confidence": clean_confidence,
-            "train_error": clean_scores(model, *data.splits["train"], cfg.eval.batch_size)[0],
-            "val_error": clean_scores(model, *data.splits["val"], cfg.eval.batch_size)[0],
-            "attack": {"name": attack.name, "clip": list(attack.clip) if attack.clip else None,
-                       "craft_with": attack.craft_with},
-            "curve": curve.rows(), "epochs": trainer.current_epoch, "train_seconds": train_seconds, "started": began,
+            **record, **measured, "epochs": trainer.current_epoch, "train_seconds": train_seconds,
             "resumed_from_epoch": last.resumed_from, "epochs_this_attempt": last.trained_here,
             "early_stopping": callbacks[-1].summary() if callbacks else None,
-            "node": socket.gethostname(), **describe(device),
-            "tf32": {"training": tf32_flags(), "attack": attack_flags}, "checkpoint": checkpoint,
-            "versions": versions(), "code": provenance.code(), "attempt": attempt, **(extra or {}),
+            **describe(device), "tf32": {"training": tf32_flags(), "attack": ATTACK_TF32}, "checkpoint": checkpoint,
         }
-        tracker.log_results(curve.rows(), {k: metrics[k] for k in ("clean_error", "train_error", "val_error")},
+        tracker.log_results(measured["curve"], {k: metrics[k] for k in ("clean_error", "train_error", "val_error")},
                             job_dir / store.CHECKPOINT)
         store.write_metrics(job_dir, metrics)
         last.path.unlink(missing_ok=True)   # complete: nothing left to resume

@@ -1,4 +1,4 @@
-"""The LightningModule: any Classifier trained on any regularizer's objective.
+"""The LightningModule: any model (pipeline.adapter) trained on any regularizer's objective.
 
 Optimization is manual because a regularizer owns its backward pass (adversarial training computes ∇θ and ∇ₓ
 of the clean cost in one backward); the step, the model's constraint (max-norm) and the schedule follow.
@@ -12,10 +12,10 @@ from typing import Callable
 import pytorch_lightning as pl
 import torch
 
+from pipeline import adapter
 from pipeline.attacks import Clip, fgsm
 from pipeline.devices import attack_mode
 from pipeline.errors import ConfigError
-from pipeline.models import Classifier
 from pipeline.regularizers import Regularizer
 
 
@@ -24,7 +24,7 @@ class Diverged(ConfigError):
 
 
 class AdversarialModule(pl.LightningModule):
-    def __init__(self, model: Classifier, regularizer: Regularizer,
+    def __init__(self, model: torch.nn.Module, regularizer: Regularizer,
                  optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
                  val_attack: tuple[float, Clip] | None = None) -> None:
@@ -49,7 +49,7 @@ class AdversarialModule(pl.LightningModule):
         optimizer.zero_grad(set_to_none=True)
         loss = self.regularizer.backward(self.model, x, y)
         optimizer.step()
-        self.model.constrain()
+        adapter.constrain(self.model)
         # Summed on the device and checked and logged once per epoch: `loss.item()` or `self.log` on every step
         # would cost a device sync or about a millisecond each.
         self.epoch_loss = self.epoch_loss + loss * len(y)
@@ -72,7 +72,7 @@ class AdversarialModule(pl.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
         x, y = batch
         logits = self.model(x)
-        self.log("val/loss", self.model.cost(logits, y), batch_size=len(y))
+        self.log("val/loss", adapter.cost(self.model, logits, y), batch_size=len(y))
         self.log("val/error", (logits.argmax(dim=1) != y).float().mean(), batch_size=len(y), prog_bar=True)
         if self.val_attack is not None:
             with attack_mode():

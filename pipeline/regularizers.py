@@ -9,31 +9,32 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+from torch import nn
 
+from pipeline import adapter
 from pipeline.attacks import check_eps, step
 from pipeline.errors import ConfigError
-from pipeline.models import Classifier
 
 
 class Regularizer:
     """No regularization: J(θ, x, y)."""
 
-    def objective(self, model: Classifier, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return model.loss(self.transform(x), y) + self.penalty(model)
+    def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return adapter.loss(model, self.transform(x), y) + self.penalty(model)
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """Training inputs as the regularizer presents them (noise regularizers perturb them)."""
         return x
 
-    def penalty(self, model: Classifier) -> torch.Tensor | float:
+    def penalty(self, model: nn.Module) -> torch.Tensor | float:
         return 0.0
 
-    def backward(self, model: Classifier, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def backward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         loss = self.objective(model, x, y)
         loss.backward()
         return loss.detach()
 
-    def check(self, model: Classifier) -> None:
+    def check(self, model: nn.Module) -> None:
         """Refuse, before any training, a model this regularizer cannot apply to (ConfigError); any by default."""
 
 
@@ -49,7 +50,7 @@ class WeightDecay(Regularizer):
     def __init__(self, coefficient: float = 5e-4) -> None:
         self.coefficient = check_coefficient("coefficient", coefficient)
 
-    def penalty(self, model: Classifier) -> torch.Tensor:
+    def penalty(self, model: nn.Module) -> torch.Tensor:
         return self.coefficient * sum(p.pow(2).sum() for n, p in model.named_parameters() if p.ndim > 1)
 
 
@@ -61,14 +62,14 @@ class L1(Regularizer):
             raise ConfigError(f"regularizer.layers={layers!r}; use 'first' or 'all'")
         self.coefficient, self.layers = check_coefficient("coefficient", coefficient), layers
 
-    def check(self, model: Classifier) -> None:
-        if self.layers == "first" and not hasattr(type(model), "first_layer"):
+    def check(self, model: nn.Module) -> None:
+        if self.layers == "first" and adapter.first_layer(model) is None:
             raise ConfigError(f"regularizer.layers=first: model {type(model).__name__} has no first layer of weights "
                               "to put L1 on (the paper's is maxout's); use softmax, logistic, maxout, mlp or conv")
 
-    def penalty(self, model: Classifier) -> torch.Tensor:
+    def penalty(self, model: nn.Module) -> torch.Tensor:
         if self.layers == "first":
-            return self.coefficient * model.first_layer.weight.abs().sum()
+            return self.coefficient * adapter.first_layer(model).weight.abs().sum()
         return self.coefficient * sum(p.abs().sum() for p in model.parameters() if p.ndim > 1)
 
 
@@ -105,31 +106,31 @@ class Adversarial(Regularizer):
         self.alpha, self.eps, self.labels = float(alpha), check_eps(eps, "regularizer.eps"), labels
         self.clip = tuple(clip) if clip else None
 
-    def objective(self, model: Classifier, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The formula, written plainly (two gradients); `backward` computes the same thing faster."""
         x = x.detach().requires_grad_(True)
         logits = model(x)
-        (grad,) = torch.autograd.grad(model.cost(logits, self.craft_labels(logits, y)), x)
+        (grad,) = torch.autograd.grad(adapter.cost(model, logits, self.craft_labels(logits, y)), x)
         x_adv = step(x.detach(), grad.sign_(), self.eps, self.clip)
-        return self.alpha * model.loss(x.detach(), y) + (1 - self.alpha) * model.loss(x_adv, y)
+        return self.alpha * adapter.loss(model, x.detach(), y) + (1 - self.alpha) * adapter.loss(model, x_adv, y)
 
     def craft_labels(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return y if self.labels == "true" else logits.detach().argmax(dim=1)
 
-    def backward(self, model: Classifier, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def backward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One backward of the clean cost gives ∇θJ and ∇ₓJ together; then one forward and backward on x_adv."""
         params = [p for p in model.parameters() if p.requires_grad]
         x = x.detach().requires_grad_(True)
         logits = model(x)
-        clean = model.cost(logits, y)
+        clean = adapter.cost(model, logits, y)
         if self.labels == "true" and self.alpha > 0:
             # ∇ₓ(α·J) has the sign of ∇ₓJ: one backward accumulates ∇θ into .grad and gives the direction
             torch.autograd.backward(self.alpha * clean, inputs=[x, *params])
         else:   # the direction comes from another cost (predicted labels) or the clean term weighs nothing
-            crafting = model.cost(logits, self.craft_labels(logits, y))
+            crafting = adapter.cost(model, logits, self.craft_labels(logits, y))
             (x.grad,) = torch.autograd.grad(crafting, x, retain_graph=True)
             torch.autograd.backward(self.alpha * clean, inputs=params)
         x_adv = step(x.detach(), x.grad.sign_(), self.eps, self.clip)
-        adversarial = model.loss(x_adv, y)
+        adversarial = adapter.loss(model, x_adv, y)
         ((1 - self.alpha) * adversarial).backward()
         return (self.alpha * clean + (1 - self.alpha) * adversarial).detach()

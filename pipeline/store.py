@@ -30,7 +30,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -143,12 +143,18 @@ def _save_torch(state: dict[str, Any], path: Path) -> None:
         torch.save(state, f)
 
 
-def save_checkpoint(job_dir: Path, model: torch.nn.Module, model_config: DictConfig | dict) -> dict[str, str]:
-    """Save weights and the model's config; returns the {file, sha256} entry for metrics.json."""
+def save_checkpoint(job_dir: Path, model: torch.nn.Module, model_config: DictConfig | dict,
+                    input_shape: Sequence[int], num_classes: int) -> dict[str, str]:
+    """Save weights and the model's config (what rebuilds it: pipeline.model_build); returns the {file, sha256}
+    entry for metrics.json."""
     spec = OmegaConf.to_container(model_config, resolve=True) if isinstance(model_config, DictConfig) else model_config
     state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "model_config": spec,
-             "input_shape": list(model.input_shape), "num_classes": int(model.num_classes)}
+             "input_shape": list(input_shape), "num_classes": int(num_classes)}
     atomic_write(job_dir / CHECKPOINT, lambda tmp: _save_torch(state, tmp))
+    return checkpoint_entry(job_dir)
+
+
+def checkpoint_entry(job_dir: Path) -> dict[str, str]:
     return {"file": CHECKPOINT, "sha256": sha256(job_dir / CHECKPOINT)}
 
 
@@ -264,11 +270,16 @@ def job_log(job_dir: Path) -> Iterator[None]:
 
 
 def load_model(job_dir: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The trained model of a job directory, in eval mode: [0, 1] images in, logits out."""
+    """The trained model of a job directory (the user's own class too), in eval mode: [0, 1] images in, logits
+    out. A path in the model config (a pretrained job's copy of its file) is relative to the job directory."""
     import torch
-    from hydra.utils import instantiate
+
+    from pipeline.model_build import build_model
 
     state = torch.load(Path(job_dir) / CHECKPOINT, map_location=device, weights_only=True)
-    model = instantiate(state["model_config"], input_shape=state["input_shape"], num_classes=state["num_classes"])
+    spec = dict(state["model_config"])
+    if isinstance(spec.get("path"), str):
+        spec["path"] = str(Path(job_dir) / spec["path"])   # an absolute path stays as it is
+    model = build_model(spec, state["input_shape"], state["num_classes"])
     model.load_state_dict(state["model"])
     return model.to(device).eval()

@@ -104,9 +104,14 @@ def test_conditional_overrides_apply_to_matching_points_only():
 
 
 @pytest.mark.parametrize("experiment", group_options("experiment"))
-def test_every_experiment_plans(experiment):
+def test_every_experiment_plans(experiment, tmp_path):
     """Fails for an experiment whose grid or overrides do not compose (every experiment has this test)."""
-    cfg, jobs = sweep_config(f"experiment={experiment}")
+    extra = []
+    if experiment == "zoo":   # models trained elsewhere: two files (their contents name the jobs)
+        for name in ("a", "b"):
+            (tmp_path / f"{name}.pt").write_bytes(name.encode())
+        extra = [f"zoo.models={{a: {tmp_path / 'a.pt'}, b: {tmp_path / 'b.pt'}}}"]
+    cfg, jobs = sweep_config(f"experiment={experiment}", *extra)
     assert jobs and cfg.sweep.name
     assert len({j.id for j in jobs}) == len(jobs)
 

@@ -3,7 +3,7 @@ the step x + ε·direction, scoring, the ε curve, and the `Attack` protocol the
 
 An attack is a plain function on a model that maps [0, 1] images to logits. It runs the model in eval mode,
 restores its mode afterwards and leaves no gradients on its parameters. The attacked cost J is the model's own
-training cost (`model.cost`, cross-entropy for models that do not define one).
+training cost (`model.cost`, cross-entropy for models that do not define one: pipeline.adapter).
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from pipeline import adapter
 from pipeline.errors import ConfigError
 
 Clip = tuple[float, float] | None
@@ -40,12 +40,10 @@ def attack_mode(model: nn.Module) -> Iterator[None]:
 
 def cost(model: nn.Module, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The model's own cost J, summed over the batch so each example's gradient is independent of batch size."""
-    per_batch = model.cost(logits, y) if hasattr(model, "cost") else F.cross_entropy(logits, y)
-    return per_batch * len(y)
+    return adapter.cost(model, logits, y) * len(y)
 
 
-def probabilities(model: nn.Module, logits: torch.Tensor) -> torch.Tensor:
-    return model.probabilities(logits) if hasattr(model, "probabilities") else logits.softmax(dim=-1)
+probabilities = adapter.probabilities
 
 
 def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
@@ -65,7 +63,7 @@ def costs_and_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor
     cost (APGD). The model's batch-mean cost is mapped over single examples (torch.func.vmap), so it is the cost
     the model trains on, whatever the model."""
     def one(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return model.cost(logits[None], label[None]) if hasattr(model, "cost") else F.cross_entropy(logits, label)
+        return adapter.cost(model, logits[None], label[None])
 
     with attack_mode(model), torch.enable_grad():
         x = x.detach().requires_grad_(True)

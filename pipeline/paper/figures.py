@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline import store
+from pipeline import adapter, store
 from pipeline.attacks import fgsm, input_gradient, predict
 from pipeline.data import test_set
 from pipeline.paper import claims
@@ -51,7 +52,7 @@ def logistic_figure(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ep
                     clip: tuple[float, float] | None, count: int = 8) -> LogisticFigure:
     """FGSM on binary logistic regression moves every pixel by ±ε·sign(w): the adversarial images show sign(w)."""
     adversarial = fgsm(model, x, y, eps, clip)
-    weights = model.first_layer.weight.detach().reshape(x.shape[1:])
+    weights = adapter.first_layer(model).weight.detach().reshape(x.shape[1:])
     return LogisticFigure(image(weights), [image(t) for t in x[:count]], [image(t) for t in adversarial[:count]],
                           error_rate(model, x, y), error_rate(model, adversarial, y), eps)
 
@@ -79,8 +80,17 @@ def plot_logistic(figure: LogisticFigure, path: Path) -> None:
 
 def first_layer_filters(model: torch.nn.Module, count: int) -> np.ndarray:
     """The first `count` weight vectors of the first layer, as images [count, H, W] (one channel)."""
-    weights = model.first_layer.weight.detach().cpu().double()
+    weights = adapter.first_layer(model).weight.detach().cpu().double()
     return weights[:count].reshape(-1, *model.input_shape)[:, 0].numpy()
+
+
+def without_first_layer(figure: str, models: Mapping[str, torch.nn.Module]) -> bool:
+    """True, and a line saying that `figure` is skipped, when one of the models names no first layer."""
+    missing = [name for name, model in models.items() if adapter.first_layer(model) is None]
+    if missing:
+        print(f"[report] {figure} skipped: {', '.join(missing)} has no first layer (a `first_layer` attribute)",
+              file=sys.stderr)
+    return bool(missing)
 
 
 def plot_filters(panels: Mapping[str, np.ndarray], path: Path) -> None:
@@ -249,14 +259,15 @@ def draw_figures(results: Results, job_dirs: Mapping[str, Path], plots: Path, lo
     drawn: list[Drawn] = []
     if found := first_job(results, claims.LOGISTIC_3V7):
         model, x, y, clip = loaded(results, job_dirs, found[1])
+    if found and not without_first_layer("Fig. 2", {"logistic regression": model}):
         plot_logistic(logistic_figure(model, x, y, eps, clip), plots / "fig2_logistic.png")
         drawn.append(Drawn("fig2_logistic.png", "Fig. 2: logistic regression on 3s vs 7s: weights w, sign(w), "
                                                 "clean test digits, their FGSM versions"))
     naive, adversarial = first_job(results, claims.MAXOUT), first_job(results, claims.MAXOUT_ADVERSARIAL)
-    if naive and adversarial:
-        panels = {"naive maxout": first_layer_filters(store.load_model(job_dirs[naive[1]]), filters),
-                  "adversarially trained maxout": first_layer_filters(store.load_model(job_dirs[adversarial[1]]),
-                                                                      filters)}
+    models = {"naive maxout": store.load_model(job_dirs[naive[1]]),
+              "adversarially trained maxout": store.load_model(job_dirs[adversarial[1]])} if naive and adversarial else {}
+    if models and not without_first_layer("Fig. 3", models):
+        panels = {name: first_layer_filters(model, filters) for name, model in models.items()}
         plot_filters(panels, plots / "fig3_filters.png")
         drawn.append(Drawn("fig3_filters.png", "Fig. 3: first-layer weights of the naive and the adversarially "
                                                "trained maxout network"))

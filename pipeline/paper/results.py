@@ -74,6 +74,8 @@ class Setting:
     def matches(self, config: Mapping[str, Any]) -> bool:
         choices = config.get("choices") or {}
         digits = lookup(config, "data.digits")
-        return (choices.get("model") == self.model and choices.get("regularizer") == self.regularizer
+        # Harness's own model class: `model._target_=mylab.Net` on top of model=softmax is not the paper's softmax
+        own = str(lookup(config, "model._target_") or "").startswith("pipeline.models.")
+        return (own and choices.get("model") == self.model and choices.get("regularizer") == self.regularizer
                 and (tuple(digits) if digits else None) == self.digits
                 and all(same(lookup(config, key), value) for key, value in self.where))

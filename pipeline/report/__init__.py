@@ -59,8 +59,39 @@ def curve_leaks(summary: pd.DataFrame) -> list[str]:
     return sorted(set(rows["setting"]))
 
 
-def claims_section(doc: Document, results: Results) -> None:
-    table = claims_table(results, CLAIMS)
+def holds_paper_settings(table: pd.DataFrame) -> bool:
+    """Whether some claim was measured: a sweep of other models (a zoo) gets no section of NOT RUN rows."""
+    return any(not str(verdict).startswith(NOT_RUN) for verdict in table["verdict"])
+
+
+def models_section(doc: Document, results: Results) -> None:
+    """The models side by side: clean error and confidence, the FGSM error at each ε, the strongest attack's error
+    (the honest evaluation) and the error that the other models' examples cause (transfer), mean over seeds."""
+    summary = results.summary
+    table = summary.pivot_table(index="setting", columns="eps", values="error").map(percent)
+    table = table.rename(columns=lambda e: f"FGSM ε={e:g}")
+    clean = summary.drop_duplicates("job_id").groupby("setting")[["clean_error", "clean_confidence"]].mean()
+    table.insert(0, "clean confidence", clean["clean_confidence"].map(percent))
+    table.insert(0, "clean error", clean["clean_error"].map(percent))
+    evaluations = results.evaluations
+    if not evaluations.empty and "strongest" in set(evaluations["evaluation"]):
+        settings = summary.drop_duplicates("job_id").set_index("job_id")["setting"]
+        strongest = evaluations[evaluations["evaluation"] == "strongest"].copy()
+        strongest["setting"] = settings.reindex(strongest["job_id"]).to_numpy()
+        for (clip, eps), rows in strongest.groupby(["clip", "eps"]):
+            table[f"strongest ε={eps:g} ({clip})"] = rows.groupby("setting")["error"].mean().map(percent)
+    transfer = results.transfer_settings
+    if not transfer.empty:
+        top = transfer[(transfer["eps"] == transfer["eps"].max()) & (transfer["source"] != transfer["target"])]
+        table[f"transferred in, ε={transfer['eps'].max():g}"] = top.groupby("target")["error"].mean().map(percent)
+    doc.heading("Models side by side")
+    doc.text("Per model: test error and mean confidence on clean inputs, the FGSM error at each ε, the error under "
+             "the strongest attack of the honest evaluation (per example, any attack that fooled it), and the mean "
+             "error that examples crafted on the other models cause on it (transfer). Mean over seeds.")
+    doc.table(table.fillna("–").reset_index().rename(columns={"setting": "model"}))
+
+
+def claims_section(doc: Document, table: pd.DataFrame) -> None:
     doc.tally(table["verdict"])          # before the first heading: the counts open the report
     doc.heading("Paper vs this run")
     doc.table(table)
@@ -142,8 +173,11 @@ def write_report(sweep_dir: Path, name: str, results: Results, failed: dict[str,
         doc.text(f"⚠ {len(stale)} of these jobs were made by other code than this sweep's (pipeline/provenance.py): "
                  + ", ".join(f"{setting} ×{count}" for setting, count in counts.items())
                  + ". Their results are included; `python -m jobs.sweep rerun=stale <same arguments>` retrains them.")
-    if not summary.empty:
-        claims_section(doc, results)
+    claims = claims_table(results, CLAIMS) if not summary.empty else None
+    if claims is not None and holds_paper_settings(claims):
+        claims_section(doc, claims)
+    elif claims is not None:   # no setting of the paper's: the models themselves come first
+        models_section(doc, results)
     if failed:
         doc.heading("Failed jobs")
         doc.table(pd.DataFrame([{"job": job, "reason": reason} for job, reason in failed.items()]))

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline import pretrained
 from pipeline.errors import ConfigError
 from pipeline.stages.composer import Composer, with_value
 
@@ -94,8 +95,21 @@ def data_identity(data: Mapping[str, Any]) -> dict[str, Any]:
     return {**identity, "sha256": digest} if digest else identity
 
 
+def zoo_grid(models: Mapping[str, str] | None, grid: dict[str, Any], when: dict[str, list[str]]
+             ) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """experiment=zoo: one grid point per named model (`model.name=<name>`, its name the setting), each with its
+    file (`model.path`), beside any other axes of the grid."""
+    if not models:
+        raise ConfigError("zoo.models is empty; name the models to compare, e.g. 'zoo.models={a: a.pt, b: b.pt}'")
+    bad = [name for name in models if not str(name).replace("-", "_").replace(".", "_").isidentifier()]
+    if bad:
+        raise ConfigError(f"zoo.models names {bad} must be plain words (letters, digits, _ - .): they become settings")
+    points = {f"model.name={name}": [f"model.path='{path}'"] for name, path in models.items()}
+    return {**grid, "model.name": ",".join(models)}, {**when, **points}
+
+
 def job_id(config: Mapping[str, Any]) -> str:
-    significant = {k: v for k, v in config.items() if k not in NOT_IN_ID}
+    significant = pretrained.identity({k: v for k, v in config.items() if k not in NOT_IN_ID})
     if isinstance(significant.get("data"), Mapping):
         significant["data"] = data_identity(significant["data"])
     return hashlib.sha256(json.dumps(significant, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -114,10 +128,14 @@ def plan(sweep: DictConfig, group: str | None = None, composer: Composer | None 
     """The sweep's jobs: grid points × fixed overrides, composed, resolved and named (duplicates dropped)."""
     composer = composer or Composer()
     fixed = list(sweep.get("overrides") or [])
-    when = OmegaConf.to_container(sweep.when) if sweep.get("when") else {}
+    when = OmegaConf.to_container(sweep.when, resolve=True) if sweep.get("when") else {}
+    grid = OmegaConf.to_container(sweep.grid, resolve=True)
+    if "zoo" in sweep:
+        models = sweep.zoo
+        grid, when = zoo_grid(OmegaConf.to_container(models, resolve=True) if models is not None else None, grid, when)
     jobs: dict[str, Job] = {}
-    for point in grid_overrides(OmegaConf.to_container(sweep.grid, resolve=True)):
-        config = located(composer(fixed + conditional_overrides(point, when) + point))
+    for point in grid_overrides(grid):
+        config = pretrained.pinned(located(composer(fixed + conditional_overrides(point, when) + point)))
         if group is not None:
             config = with_value(config, f"++logger.group={json.dumps(group)}")
         identity = job_id(config)
