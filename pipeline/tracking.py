@@ -47,7 +47,10 @@ def server_reachable(timeout: float = 3.0) -> bool:
 
 
 def resolve_mode(mode: str) -> str:
-    """'online', 'offline' or 'disabled'; WANDB_MODE in the environment wins over the config."""
+    """'online', 'offline' or 'disabled'. A logger chosen in the config decides whether W&B runs at all: WANDB_MODE
+    in the environment only picks online or offline (or disabled) for a W&B logger, never revives a disabled one."""
+    if mode == "disabled":
+        return mode
     mode = os.environ.get("WANDB_MODE") or mode
     if mode == "auto":
         mode = "online" if api_key_configured() else "offline"

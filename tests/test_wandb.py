@@ -115,3 +115,18 @@ def test_each_run_of_a_stage_is_its_own_wandb_run(sweep_runs):
     log_stage(sweep_dir, jobs, "summary", {"summary": transfer})   # the report stage again (jobs.report)
     ids = [run.id for run in runs_in(sweep_dir) if run.job_type == "summary"]
     assert len(ids) == 2 and len(set(ids)) == 2   # jobs.report after jobs.sweep: never two runs under one id
+
+
+def test_logger_none_wins_over_wandb_mode(tmp_path):
+    """`logger=none` under WANDB_MODE=offline: no wandb/ folder, and wandb is never imported (so no W&B service
+    process can start). PYTHONPROFILEIMPORTTIME lists every module the command imported."""
+    from conftest import run_command
+
+    result = run_command(["jobs.train", "logger=none", "trainer.max_epochs=1", "data.limit=100",
+                          "eval.epsilons=[0.1]", f"hydra.run.dir={tmp_path / 'job'}"],
+                         WANDB_MODE="offline", PYTHONPROFILEIMPORTTIME="1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "pytorch_lightning" in imported                    # the listing is real
+    assert not {name for name in imported if name.split(".")[0] == "wandb"}
+    assert not list(tmp_path.rglob("wandb")) and (tmp_path / "job" / "metrics.json").exists()
