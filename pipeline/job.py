@@ -23,6 +23,7 @@ from pipeline import provenance, store
 from pipeline.attacks import check_eps, predict
 from pipeline.config import instantiate
 from pipeline.errors import ConfigError
+from pipeline.tracking import JobLoggers
 
 
 @functools.cache
@@ -81,6 +82,12 @@ def early_stopping(cfg: DictConfig, clip: Any) -> tuple[list, tuple[float, Any] 
     return [EarlyStopping(stopping.monitor, patience=stopping.patience, mode="min"), KeepBest(stopping.monitor)], val_attack
 
 
+def configured_callbacks(cfg: DictConfig) -> list:
+    """The callbacks the `callbacks` group adds (`callbacks=[lr_monitor]`, or `+callbacks.<name>={_target_: ...}`),
+    besides the built-in ones (early stopping, keep-best, resume)."""
+    return [instantiate(entry, f"callbacks.{name}") for name, entry in (cfg.get("callbacks") or {}).items()]
+
+
 def quiet_lightning() -> None:
     """Keep job logs to what matters: Lightning's banners and hints repeat in every job of a sweep."""
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
@@ -109,7 +116,7 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
     store.write_config(job_dir, cfg)
     resume_from = resumable(job_dir)
     attempt = store.start_attempt(job_dir, resumes=resume_from is not None, **(extra or {}))
-    tracker = None
+    loggers = JobLoggers()
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         data, model, regularizer, attack = build(cfg)
@@ -119,9 +126,8 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
         callbacks, val_attack = early_stopping(cfg, attack.clip)
         module = AdversarialModule(model, regularizer, instantiate(cfg.optimizer, "optimizer"),
                                    instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None, val_attack)
-        tracker = instantiate(cfg.logger, "logger")
         # Each attempt is its own W&B run: a retried, resumed or forced job never writes twice under one run id.
-        logger = tracker.start(job_dir, run_name or job_id, f"{job_id}-{attempt}",
+        logger = loggers.start(cfg.get("logger"), job_dir, run_name or job_id, f"{job_id}-{attempt}",
                                OmegaConf.to_container(cfg, resolve=True))
         # One job is one process: never let Lightning read SLURM's or torchrun's world size.
         # inference_mode=False: validation runs under no_grad instead, which FGSM's enable_grad can lift.
@@ -129,8 +135,8 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
         batches = data.train_dataloader()
         last = LastEpoch(job_dir, batches)
         trainer = instantiate(cfg.trainer, "trainer", logger=logger or False, default_root_dir=str(job_dir),
-                              plugins=[LightningEnvironment()], callbacks=[*callbacks, last],
-                              enable_checkpointing=True, inference_mode=val_attack is None)
+                              plugins=[LightningEnvironment()], enable_checkpointing=True,
+                              callbacks=[*callbacks, *configured_callbacks(cfg), last], inference_mode=val_attack is None)
         started = time.perf_counter()
         trainer.fit(module, batches, data.val_dataloader(), ckpt_path=resume_from)
         train_seconds = time.perf_counter() - started
@@ -154,7 +160,7 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
             "device": str(device), "checkpoint": checkpoint, "versions": versions(), "code": provenance.code(),
             "attempt": attempt, **(extra or {}),
         }
-        tracker.log_results(curve.rows(), {k: metrics[k] for k in ("clean_error", "train_error", "val_error")},
+        loggers.log_results(curve.rows(), {k: metrics[k] for k in ("clean_error", "train_error", "val_error")},
                             job_dir / store.CHECKPOINT)
         store.write_metrics(job_dir, metrics)
         last.path.unlink(missing_ok=True)   # complete: nothing left to resume
@@ -166,5 +172,4 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
         store.write_failure(job_dir, f"{type(error).__name__}: {error}", traceback.format_exc()[-4000:])
         raise
     finally:
-        if tracker is not None:
-            tracker.finish()
+        loggers.finish()

@@ -9,34 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.errors import ConfigError
+from pipeline.planned_job import Job
 from pipeline.stages.composer import Composer, with_value
 
 # Keys that do not change a job's results, left out of its id (so renaming a sweep or changing the logger
 # does not retrain anything).
 NOT_IN_ID = ("logger", "choices", "job_id")
-
-
-@dataclass(frozen=True)
-class Job:
-    id: str
-    overrides: tuple[str, ...]      # the grid point, as Hydra overrides
-    config: dict[str, Any]          # resolved job config
-
-    @property
-    def label(self) -> str:
-        """Human-readable name: the grid point's values."""
-        return ",".join(o.split("=", 1)[1] for o in self.overrides) or self.id
-
-    @property
-    def setting(self) -> str:
-        """The grid point without its seed: the jobs that a mean over seeds groups together."""
-        return ",".join(o.split("=", 1)[1] for o in self.overrides if not o.startswith("seed=")) or "all"
+# Keys that enter a job's id only when set: without callbacks (the default) a job keeps the id it had before the
+# `callbacks` group existed.
+ONLY_WHEN_SET = ("callbacks",)
 
 
 def flatten(grid: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -82,7 +68,7 @@ def conditional_overrides(point: Sequence[str], when: Mapping[str, Sequence[str]
 
 
 def job_id(config: Mapping[str, Any]) -> str:
-    significant = {k: v for k, v in config.items() if k not in NOT_IN_ID}
+    significant = {k: v for k, v in config.items() if k not in NOT_IN_ID and (v or k not in ONLY_WHEN_SET)}
     return hashlib.sha256(json.dumps(significant, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -94,8 +80,8 @@ def plan(sweep: DictConfig, group: str | None = None, composer: Composer | None 
     jobs: dict[str, Job] = {}
     for point in grid_overrides(OmegaConf.to_container(sweep.grid, resolve=True)):
         config = composer(fixed + conditional_overrides(point, when) + point)
-        if group is not None:
-            config = with_value(config, f"++logger.group={json.dumps(group)}")
+        if group is not None and "wandb" in (config.get("logger") or {}):
+            config = with_value(config, f"++logger.wandb.group={json.dumps(group)}")
         identity = job_id(config)
         jobs.setdefault(identity, Job(identity, tuple(point), {**config, "job_id": identity}))
     return list(jobs.values())
