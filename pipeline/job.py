@@ -82,10 +82,16 @@ def early_stopping(cfg: DictConfig, clip: Any) -> tuple[list, tuple[float, Any] 
     return [EarlyStopping(stopping.monitor, patience=stopping.patience, mode="min"), KeepBest(stopping.monitor)], val_attack
 
 
-def configured_callbacks(cfg: DictConfig) -> list:
+def configured_callbacks(cfg: DictConfig, loggers: list) -> list:
     """The callbacks the `callbacks` group adds (`callbacks=[lr_monitor]`, or `+callbacks.<name>={_target_: ...}`),
     besides the built-in ones (early stopping, keep-best, resume)."""
-    return [instantiate(entry, f"callbacks.{name}") for name, entry in (cfg.get("callbacks") or {}).items()]
+    from pytorch_lightning.callbacks import LearningRateMonitor
+
+    callbacks = [instantiate(entry, f"callbacks.{name}") for name, entry in (cfg.get("callbacks") or {}).items()]
+    if not loggers and any(isinstance(callback, LearningRateMonitor) for callback in callbacks):
+        raise ConfigError("callbacks=[lr_monitor] logs the learning rate to a logger, and this job has none; "
+                          "choose logger=wandb or logger=csv")
+    return callbacks
 
 
 def quiet_lightning() -> None:
@@ -136,7 +142,7 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
         last = LastEpoch(job_dir, batches)
         trainer = instantiate(cfg.trainer, "trainer", logger=logger or False, default_root_dir=str(job_dir),
                               plugins=[LightningEnvironment()], enable_checkpointing=True,
-                              callbacks=[*callbacks, *configured_callbacks(cfg), last], inference_mode=val_attack is None)
+                              callbacks=[*callbacks, *configured_callbacks(cfg, logger), last], inference_mode=val_attack is None)
         started = time.perf_counter()
         trainer.fit(module, batches, data.val_dataloader(), ckpt_path=resume_from)
         train_seconds = time.perf_counter() - started
