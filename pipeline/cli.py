@@ -23,6 +23,8 @@ def check_group_choices(argv: Sequence[str]) -> None:
         key, _, value = arg.lstrip("+~").partition("=")
         if not (CONF_DIR / key).is_dir() or "/" in key and key.startswith("hydra"):
             continue
+        if value.startswith("[") and value.endswith("]"):   # several options of one group: logger=[wandb,csv]
+            value = value[1:-1]
         for option in value.split(","):
             option = option.strip()
             if option and not any(c in option for c in "()[]{}$") and not (CONF_DIR / key / f"{option}.yaml").exists():

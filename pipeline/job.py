@@ -25,6 +25,7 @@ from pipeline.devices import ATTACK_TF32, attack_mode, check_trainer, describe, 
 from pipeline.errors import ConfigError
 from pipeline.model_build import build_model, model_name
 from pipeline.model_checks import check_model
+from pipeline.tracking import JobLoggers
 
 
 @functools.cache
@@ -98,6 +99,18 @@ def early_stopping(cfg: DictConfig, clip: Any) -> tuple[list, tuple[float, Any] 
     return [EarlyStopping(stopping.monitor, patience=stopping.patience, mode="min"), KeepBest(stopping.monitor)], val_attack
 
 
+def configured_callbacks(cfg: DictConfig, loggers: list) -> list:
+    """The callbacks the `callbacks` group adds (`callbacks=[lr_monitor]`, or `+callbacks.<name>={_target_: ...}`),
+    besides the built-in ones (early stopping, keep-best, resume)."""
+    from pytorch_lightning.callbacks import LearningRateMonitor
+
+    callbacks = [instantiate(entry, f"callbacks.{name}") for name, entry in (cfg.get("callbacks") or {}).items()]
+    if not loggers and any(isinstance(callback, LearningRateMonitor) for callback in callbacks):
+        raise ConfigError("callbacks=[lr_monitor] logs the learning rate to a logger, and this job has none; "
+                          "choose logger=wandb or logger=csv")
+    return callbacks
+
+
 def quiet_lightning() -> None:
     """Keep job logs to what matters: Lightning's banners and hints repeat in every job of a sweep."""
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
@@ -158,7 +171,7 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
     store.write_config(job_dir, cfg)
     resume_from = resumable(job_dir)
     attempt = store.start_attempt(job_dir, resumes=resume_from is not None, **(extra or {}))
-    tracker = None
+    loggers = JobLoggers()
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         data, model, regularizer, attack = build(cfg)
@@ -170,17 +183,17 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
         callbacks, val_attack = early_stopping(cfg, attack.clip)
         module = AdversarialModule(model, regularizer, instantiate(cfg.optimizer, "optimizer"),
                                    instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None, val_attack)
-        tracker = instantiate(cfg.logger, "logger")
         # Each attempt is its own W&B run: a retried, resumed or forced job never writes twice under one run id.
-        logger = tracker.start(job_dir, run_name or job_id, f"{job_id}-{attempt}",
+        logger = loggers.start(cfg.get("logger"), job_dir, run_name or job_id, f"{job_id}-{attempt}",
                                OmegaConf.to_container(cfg, resolve=True))
         # One job is one process: never let Lightning read SLURM's or torchrun's world size.
         # inference_mode=False: validation runs under no_grad instead, which FGSM's enable_grad can lift.
         # enable_checkpointing=True admits LastEpoch; with a checkpoint callback present Lightning adds none of its own.
         last = LastEpoch(job_dir, data.train_dataloader())
         trainer = instantiate(cfg.trainer, "trainer", logger=logger or False, default_root_dir=str(job_dir),
-                              plugins=[LightningEnvironment()], callbacks=[*callbacks, last],
-                              enable_checkpointing=True, inference_mode=val_attack is None,
+                              plugins=[LightningEnvironment()], enable_checkpointing=True,
+                              callbacks=[*callbacks, *configured_callbacks(cfg, logger), last],
+                              inference_mode=val_attack is None,
                               accelerator=job_accelerator(cfg.trainer.get("accelerator", "auto")))
         device = place(trainer, data, model)
         batches = last.batches = data.train_dataloader()   # over the tensors on the device now
@@ -197,7 +210,7 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
             "early_stopping": callbacks[-1].summary() if callbacks else None,
             **describe(device), "tf32": {"training": tf32_flags(), "attack": ATTACK_TF32}, "checkpoint": checkpoint,
         }
-        tracker.log_results(measured["curve"], {k: metrics[k] for k in ("clean_error", "train_error", "val_error")},
+        loggers.log_results(measured["curve"], {k: metrics[k] for k in ("clean_error", "train_error", "val_error")},
                             job_dir / store.CHECKPOINT)
         store.write_metrics(job_dir, metrics)
         last.path.unlink(missing_ok=True)   # complete: nothing left to resume
@@ -209,5 +222,4 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
         store.write_failure(job_dir, f"{type(error).__name__}: {error}", traceback.format_exc()[-4000:])
         raise
     finally:
-        if tracker is not None:
-            tracker.finish()
+        loggers.finish()

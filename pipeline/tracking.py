@@ -1,4 +1,5 @@
-"""Weights & Biases, through Lightning's WandbLogger. A W&B failure never stops training.
+"""A job's loggers (`logger=[wandb,csv]`: any Lightning logger), and Weights & Biases through Lightning's
+WandbLogger. A W&B failure never stops training.
 
 mode=auto logs online when an API key is configured and offline otherwise (said once per process); if an
 online run cannot start (no network, bad key), the run falls back to offline with one warning.
@@ -13,7 +14,7 @@ import secrets
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 T = TypeVar("T")
 
@@ -47,7 +48,10 @@ def server_reachable(timeout: float = 3.0) -> bool:
 
 
 def resolve_mode(mode: str) -> str:
-    """'online', 'offline' or 'disabled'; WANDB_MODE in the environment wins over the config."""
+    """'online', 'offline' or 'disabled'. A logger chosen in the config decides whether W&B runs at all: WANDB_MODE
+    in the environment only picks online or offline (or disabled) for a W&B logger, never revives a disabled one."""
+    if mode == "disabled":
+        return mode
     mode = os.environ.get("WANDB_MODE") or mode
     if mode == "auto":
         mode = "online" if api_key_configured() else "offline"
@@ -84,11 +88,22 @@ def start_with_fallback(start: Callable[[str], T], mode: str) -> T | None:
     return None
 
 
+def init_run(mode: str, directory: Path | str, **fields: Any) -> Any:
+    """wandb.init for a job's or a stage's run. Called directly rather than through WandbLogger's own init, which
+    passes wandb a deprecated `anonymous` setting (a warning in every job) and sets WANDB_MODE in the process."""
+    import wandb
+
+    return wandb.init(dir=str(directory), mode=mode, reinit="create_new",
+                      settings=wandb.Settings(silent=True, init_timeout=60), **fields)
+
+
 def define_metrics(run: Any) -> None:
-    """The run summary holds the best validation error (the epoch early stopping keeps) as `val/error: {min: ...}`,
+    """Lightning's x-axis for every metric (what WandbLogger sets up when it starts a run itself). The run summary holds the best validation error (the epoch early stopping keeps) as `val/error: {min: ...}`,
     not the last epoch's; its x-axis stays Lightning's trainer/global_step. The final FGSM curve (`eval/*`, logged
     once) is the summary's default, the last value: a `summary="last"` glob over it would also wrap the fields of
     the curve's table entry (`_type: {last: ...}`) in wandb 0.31, which W&B then cannot show."""
+    run.define_metric("trainer/global_step")
+    run.define_metric("*", step_metric="trainer/global_step", step_sync=True)
     run.define_metric("val/error", step_metric="trainer/global_step", summary="min")
 
 
@@ -97,17 +112,50 @@ def curve_scalars(rows: list[dict[str, float]]) -> dict[str, float]:
     return {f"eval/{name}_eps{row['eps']:g}": value for row in rows for name, value in row.items() if name != "eps"}
 
 
+class JobLoggers:
+    """A job's loggers, one per entry of its `logger` config (`logger=[wandb,csv]`), each built with
+    `save_dir=<job dir>`: a Tracker starts its W&B run (and logs the results and model.pt at the end); any other
+    entry is a Lightning logger as its `_target_` names it (CSVLogger, TensorBoardLogger, ...)."""
+
+    def __init__(self) -> None:
+        self.trackers: list[Tracker] = []
+
+    def start(self, config: Mapping[str, Any] | None, job_dir: Path, name: str, run_id: str,
+              job_config: dict[str, Any]) -> list:
+        """The Lightning loggers for the Trainer (W&B's left out when it cannot start)."""
+        from pipeline.config import instantiate
+
+        loggers = []
+        for key, entry in (config or {}).items():
+            logger = instantiate(entry, f"logger.{key}", save_dir=str(job_dir))
+            if isinstance(logger, Tracker):
+                self.trackers.append(logger)
+                logger = logger.start(name, run_id, job_config)
+            if logger is not None:
+                loggers.append(logger)
+        return loggers
+
+    def log_results(self, rows: list[dict[str, float]], summary: dict[str, Any], checkpoint: Path | None) -> None:
+        for tracker in self.trackers:
+            tracker.log_results(rows, summary, checkpoint)
+
+    def finish(self) -> None:
+        for tracker in self.trackers:
+            tracker.finish()
+
+
 class Tracker:
     """Creates the WandbLogger for a job and logs the final results; every call tolerates W&B failures."""
 
     def __init__(self, project: str = "harness", mode: str = "auto", entity: str | None = None,
                  group: str | None = None, job_type: str = "train", tags: list[str] | None = None,
-                 log_checkpoint: bool = True) -> None:
+                 log_checkpoint: bool = True, save_dir: str | None = None) -> None:
         self.project, self.mode, self.entity, self.group = project, mode, entity, group
         self.job_type, self.tags, self.log_checkpoint = job_type, list(tags or []), log_checkpoint
+        self.save_dir = save_dir   # a job's directory: its run lands in <save_dir>/wandb
         self.logger = None
 
-    def start(self, save_dir: Path, name: str, run_id: str, config: dict[str, Any]):
+    def start(self, name: str, run_id: str, config: dict[str, Any]):
         """The Lightning logger for this job (None when disabled or when W&B cannot start at all)."""
         mode = resolve_mode(self.mode)
         if mode == "disabled":
@@ -115,18 +163,17 @@ class Tracker:
         from pytorch_lightning.loggers import WandbLogger
 
         def start(attempt: str) -> WandbLogger:
-            logger = WandbLogger(project=self.project, entity=self.entity, name=name, id=run_id,
-                                 save_dir=str(save_dir), offline=attempt == "offline", group=self.group,
-                                 job_type=self.job_type, tags=self.tags, config=config,
-                                 settings={"silent": True, "init_timeout": 60})
-            define_metrics(logger.experiment)   # also starts the run now, so a failure surfaces here
-            return logger
+            run = init_run(attempt, self.save_dir or ".", project=self.project, entity=self.entity, name=name,
+                           id=run_id, group=self.group, job_type=self.job_type, tags=self.tags, config=config)
+            define_metrics(run)
+            return WandbLogger(experiment=run, save_dir=self.save_dir or ".", offline=attempt == "offline")
 
         self.logger = start_with_fallback(start, mode)
         return self.logger
 
     def log_results(self, rows: list[dict[str, float]], summary: dict[str, Any], checkpoint: Path | None) -> None:
-        """The ε curve as a W&B table and line plots, the summary numbers and (online) the checkpoint."""
+        """The ε curve as a W&B table and line plots, the summary numbers and the checkpoint as an Artifact of type
+        `model` (offline runs hold it until `wandb sync`)."""
         if self.logger is None:
             return
         try:
@@ -140,8 +187,8 @@ class Tracker:
                      "eval/confidence_vs_eps": wandb.plot.line(table, "eps", "confidence", title="confidence vs ε"),
                      **curve_scalars(rows)})
             run.summary.update(summary)
-            if checkpoint is not None and self.log_checkpoint and not run.settings._offline:
-                artifact = wandb.Artifact(f"model-{run.id}", type="model")
+            if checkpoint is not None and self.log_checkpoint:
+                artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata=summary)
                 artifact.add_file(str(checkpoint))
                 run.log_artifact(artifact)
         except Exception as error:  # noqa: BLE001
@@ -157,12 +204,10 @@ class Tracker:
         import wandb
 
         def start(attempt: str):
-            return wandb.init(project=self.project, entity=self.entity, group=self.group, job_type=job_type,
-                              name=f"{self.group}-{job_type}",
-                              # a new id for each run of the stage (W&B refuses some characters in ids)
-                              id=re.sub(r"[:;,#?/'\s]+", "_", f"{self.group}-{job_type}-{secrets.token_hex(4)}"),
-                              dir=str(sweep_dir), mode=attempt,
-                              reinit="create_new", settings=wandb.Settings(silent=True, init_timeout=60))
+            return init_run(attempt, sweep_dir, project=self.project, entity=self.entity, group=self.group,
+                            job_type=job_type, name=f"{self.group}-{job_type}",
+                            # a new id for each run of the stage (W&B refuses some characters in ids)
+                            id=re.sub(r"[:;,#?/'\s]+", "_", f"{self.group}-{job_type}-{secrets.token_hex(4)}"))
 
         run = start_with_fallback(start, mode)
         if run is None:

@@ -27,7 +27,7 @@ def test_top_level_folders_exist(folder):
     assert (ROOT / folder).is_dir()
 
 
-@pytest.mark.parametrize("group", ["data", "model", "regularizer", "attack", "optimizer", "trainer", "logger"])
+@pytest.mark.parametrize("group", ["data", "model", "regularizer", "attack", "optimizer", "trainer", "logger", "callbacks"])
 def test_config_groups_exist(group):
     assert list((CONF_DIR / group).glob("*.yaml")), f"conf/{group} has no options"
 

@@ -254,7 +254,7 @@ def test_fig2_fgsm_moves_every_pixel_by_eps_times_the_sign_of_the_weights(tmp_pa
 
 
 def test_mosaic_tiles_images_in_rows_with_fill_between():
-    from pipeline.report.plots import mosaic
+    from pipeline.plotting import mosaic
 
     images = [np.full((2, 2), k, dtype=float) for k in range(3)]
     tiled = mosaic(images, columns=2, fill=-1.0)

@@ -78,7 +78,7 @@ def test_plan_composes_resolves_and_names_jobs():
     assert len({j.id for j in jobs}) == 6
     for job in jobs:
         assert job.config["job_id"] == job.id
-        assert job.config["logger"]["group"] == cfg.sweep.name
+        assert job.config["logger"]["wandb"]["group"] == cfg.sweep.name
         assert "${" not in str(job.config)          # resolved on the driver
         assert job.config["choices"]["model"] in ("softmax", "maxout", "rbf")
     rbf = [j for j in jobs if j.config["choices"]["model"] == "rbf"]
@@ -95,6 +95,10 @@ def test_job_id_is_stable_and_ignores_what_does_not_change_results():
     config = dict(jobs[0].config)
     assert job_id(config) == job_id({**config, "logger": {"mode": "disabled"}})
     assert job_id(config) != job_id({**config, "seed": config["seed"] + 1})
+    # callbacks enter the id only when there are some: ids from before the group existed stay
+    assert config["callbacks"] == {} and job_id(config) == job_id({k: v for k, v in config.items() if k != "callbacks"})
+    swa = {"swa": {"_target_": "pytorch_lightning.callbacks.StochasticWeightAveraging", "swa_lrs": 0.01}}
+    assert job_id(config) != job_id({**config, "callbacks": swa})
 
 
 def test_conditional_overrides_apply_to_matching_points_only():
@@ -127,7 +131,8 @@ def composed_one_by_one(cfg) -> list[dict]:
     configs = []
     for point in grid_overrides(OmegaConf.to_container(sweep.grid, resolve=True)):
         job = compose_job(list(sweep.overrides) + conditional_overrides(point, when) + point)
-        job.logger.group = sweep.name
+        if "wandb" in job.logger:
+            job.logger.wandb.group = sweep.name
         configs.append(located(OmegaConf.to_container(job, resolve=True)))   # data paths made absolute, as planned
     return configs
 

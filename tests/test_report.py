@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pipeline.report.document import CSP, Document
-from pipeline.report.plots import pyplot, save
+from pipeline.plotting import pyplot, save
 from tests.support.chromium import Browser
 
 CLAIMS = pd.DataFrame({

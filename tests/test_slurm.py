@@ -305,3 +305,48 @@ def test_submitit_launcher_runs_a_multirun_as_slurm_jobs(slurm, env, tmp_path):
     assert slurm_ids
     for slurm_id in slurm_ids:   # the results come back a moment before SLURM marks the job done
         assert slurm.wait(slurm_id, timeout=60) == "COMPLETED"
+
+
+@pytest.fixture(scope="module")
+def refused(slurm, env, tmp_path_factory):
+    """Two submitit multiruns that the cluster cannot take, run side by side: an unknown partition, and more CPUs
+    than its one node has. Each must be refused before anything is submitted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = {"partition": ["hydra.launcher.partition=gpu"], "cpus": ["hydra.launcher.cpus_per_task=64"]}
+
+    def run(args: list[str]) -> subprocess.CompletedProcess:
+        out = tmp_path_factory.mktemp("refused")
+        return subprocess.run([sys.executable, "-m", "jobs.train", "-m", "hydra/launcher=slurm", "model=softmax",
+                               "logger=none", f"hydra.sweep.dir={out}", "hydra.launcher.mem_gb=1", *args],
+                              cwd=ROOT, env={k: v for k, v in env.items() if k != "HYDRA_FULL_ERROR"},
+                              capture_output=True, text=True, timeout=120)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = dict(zip(cases, pool.map(run, cases.values())))
+    queued = subprocess.run(["squeue", "-h", "-o", "%A"], env=slurm.env, capture_output=True, text=True, timeout=30)
+    return results, queued.stdout.split(), slurm
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: "), result.stderr[-3000:]
+    return lines[-1]
+
+
+def test_submitit_launcher_refuses_an_unknown_partition_naming_the_ones_that_exist(refused):
+    results, queued, slurm = refused
+    line = one_line_error(results["partition"])
+    assert line == (f"error: hydra.launcher.partition=gpu: no such SLURM partition; partitions: "
+                    f"{slurm.partition} (default)")
+    assert queued == []                                               # nothing was submitted
+
+
+def test_submitit_launcher_refuses_a_request_no_node_can_hold(refused):
+    results, queued, slurm = refused
+    line = one_line_error(results["cpus"])
+    assert "64 CPUs" in line and f"0 of the 1 node(s) of partition {slurm.partition}" in line, line
+    assert f"largest: {slurm.cpus} CPUs" in line, line
+    assert queued == []

@@ -51,12 +51,12 @@ def sweep_runs(tmp_path, offline):
     """A sweep directory with the transfer and summary stage runs as the stages log them: the transfer table, a
     real heatmap from the report's plotting code, and a self-contained report page."""
     from pipeline.report.plots import plot_transfer
-    from pipeline.stages.plan import Job
+    from pipeline.planned_job import Job
     from pipeline.stages.sweep_dir import log_stage
 
     sweep_dir = tmp_path / "sweep"
     (sweep_dir / "plots").mkdir(parents=True)
-    config = OmegaConf.to_container(compose("logger=wandb", f"logger.group={SWEEP}"), resolve=True)
+    config = OmegaConf.to_container(compose("logger=wandb", f"logger.wandb.group={SWEEP}"), resolve=True)
     jobs = [Job("a1", ("model=softmax",), config)]
     transfer = pd.DataFrame({"source": ["softmax", "softmax", "maxout", "maxout"],
                              "target": ["softmax", "maxout", "softmax", "maxout"],
@@ -115,3 +115,48 @@ def test_each_run_of_a_stage_is_its_own_wandb_run(sweep_runs):
     log_stage(sweep_dir, jobs, "summary", {"summary": transfer})   # the report stage again (jobs.report)
     ids = [run.id for run in runs_in(sweep_dir) if run.job_type == "summary"]
     assert len(ids) == 2 and len(set(ids)) == 2   # jobs.report after jobs.sweep: never two runs under one id
+
+
+def test_logger_none_wins_over_wandb_mode(tmp_path):
+    """`logger=none` under WANDB_MODE=offline: no wandb/ folder, and wandb is never imported (so no W&B service
+    process can start). PYTHONPROFILEIMPORTTIME lists every module the command imported."""
+    from conftest import run_command
+
+    result = run_command(["jobs.train", "logger=none", "trainer.max_epochs=1", "data.limit=100",
+                          "eval.epsilons=[0.1]", f"hydra.run.dir={tmp_path / 'job'}"],
+                         WANDB_MODE="offline", PYTHONPROFILEIMPORTTIME="1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "pytorch_lightning" in imported                    # the listing is real
+    assert not {name for name in imported if name.split(".")[0] == "wandb"}
+    assert not list(tmp_path.rglob("wandb")) and (tmp_path / "job" / "metrics.json").exists()
+
+
+def test_several_loggers_a_callback_and_the_model_as_an_artifact_without_a_wandb_warning(tmp_path):
+    """`logger=[wandb,csv] callbacks=[lr_monitor]`: both loggers get every epoch's metrics and the learning rate,
+    the W&B run holds model.pt as an Artifact of type `model`, and wandb prints no warning (it used to print
+    `The anonymous setting has no effect` in every job)."""
+    import base64
+    import hashlib
+
+    from conftest import run_command
+
+    job_dir = tmp_path / "job"
+    result = run_command(["jobs.train", "logger=[wandb,csv]", "callbacks=[lr_monitor]", "trainer.max_epochs=2",
+                          "data.limit=200", "eval.epsilons=[0.1]", f"hydra.run.dir={job_dir}"],
+                         WANDB_MODE="offline", WANDB_SILENT="false")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "wandb: WARNING" not in result.stderr and "anonymous" not in result.stderr, result.stderr[-2000:]
+
+    [csv_file] = job_dir.glob("csv/version_*/metrics.csv")
+    rows = pd.read_csv(csv_file)
+    assert rows["val/error"].notna().sum() == 2 and rows["lr-SGD"].dropna().tolist() == [0.1, 0.1]
+
+    [run] = runs_in(job_dir)
+    assert [row["lr-SGD"] for row in run.history if "lr-SGD" in row] == [0.1, 0.1]
+    [artifact] = [a for a in run.artifacts if a.type == "model"]    # (the curve's table is one of type run_table)
+    assert artifact.name == f"model-{run.id}"
+    [entry] = artifact.manifest.contents
+    model = (job_dir / "model.pt").read_bytes()
+    assert entry.path == "model.pt" and entry.size == len(model)
+    assert entry.digest == base64.b64encode(hashlib.md5(model).digest()).decode()   # W&B's digest of the file

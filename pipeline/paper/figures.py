@@ -29,7 +29,7 @@ from pipeline.paper import claims
 from pipeline.paper.quantities import Attacked, Evaluated
 from pipeline.paper.results import Results, Setting, lookup
 from pipeline.paper.verdicts import Quantity
-from pipeline.report.plots import image, mosaic, pyplot, save
+from pipeline.plotting import image, mosaic, pyplot, save
 
 
 def error_rate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

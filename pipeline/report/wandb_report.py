@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from pipeline.stages.plan import Job
+from pipeline.planned_job import Job
 from pipeline.tracking import api_key_configured
 
 
@@ -65,7 +65,7 @@ def report_blocks(sweep_name: str, project: str, entity: str, transfer_heatmaps:
 
 def publish_report(sweep_dir: Path, jobs: list[Job], sweep_name: str) -> str | None:
     """Save the report to W&B and return its URL; None (with the sync command printed) when offline."""
-    logger = jobs[0].config.get("logger", {}) if jobs else {}
+    logger = (jobs[0].config.get("logger") or {}).get("wandb") or {} if jobs else {}
     if not api_key_configured() or logger.get("mode") == "offline":
         print("W&B report: runs are offline. Upload them first, with an API key configured:\n  "
               f"{sync_command(sweep_dir)}\nthen run this command again.")

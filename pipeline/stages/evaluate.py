@@ -32,7 +32,7 @@ from pipeline.data import test_set
 from pipeline.devices import attack_mode, task_device
 from pipeline.paper.results import clip_name
 from pipeline.provenance import EVALUATION_SOURCES, fingerprint
-from pipeline.stages.plan import Job
+from pipeline.planned_job import Job
 from pipeline.stages.sweep_dir import (EVALUATIONS, checkpoints, complete_jobs, job_dir, log_stage, part_key,
                                        stage_failures, table_from_parts)
 

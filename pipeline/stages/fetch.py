@@ -7,7 +7,7 @@ import json
 
 from omegaconf import OmegaConf
 
-from pipeline.stages.plan import Job
+from pipeline.planned_job import Job
 
 
 def downloading(jobs: list[Job]) -> list[Job]:

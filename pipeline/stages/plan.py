@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import pretrained
 from pipeline.errors import ConfigError
+from pipeline.planned_job import Job
 from pipeline.stages.composer import Composer, with_value
 
 # Keys that do not change a job's results, left out of its id (so renaming a sweep or changing the logger
@@ -24,23 +24,9 @@ NOT_IN_ID = ("logger", "choices", "job_id")
 # Where the data lies and whether it may be fetched, not what it is: moving the data retrains nothing.
 DATA_PATHS = ("root", "path")
 DATA_LOCATION = (*DATA_PATHS, "download")
-
-
-@dataclass(frozen=True)
-class Job:
-    id: str
-    overrides: tuple[str, ...]      # the grid point, as Hydra overrides
-    config: dict[str, Any]          # resolved job config
-
-    @property
-    def label(self) -> str:
-        """Human-readable name: the grid point's values."""
-        return ",".join(o.split("=", 1)[1] for o in self.overrides) or self.id
-
-    @property
-    def setting(self) -> str:
-        """The grid point without its seed: the jobs that a mean over seeds groups together."""
-        return ",".join(o.split("=", 1)[1] for o in self.overrides if not o.startswith("seed=")) or "all"
+# Keys that enter a job's id only when set: without callbacks (the default) a job keeps the id it had before the
+# `callbacks` group existed.
+ONLY_WHEN_SET = ("callbacks",)
 
 
 def flatten(grid: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -109,7 +95,8 @@ def zoo_grid(models: Mapping[str, str] | None, grid: dict[str, Any], when: dict[
 
 
 def job_id(config: Mapping[str, Any]) -> str:
-    significant = pretrained.identity({k: v for k, v in config.items() if k not in NOT_IN_ID})
+    significant = pretrained.identity({k: v for k, v in config.items()
+                                       if k not in NOT_IN_ID and (v or k not in ONLY_WHEN_SET)})
     if isinstance(significant.get("data"), Mapping):
         significant["data"] = data_identity(significant["data"])
     return hashlib.sha256(json.dumps(significant, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -136,8 +123,8 @@ def plan(sweep: DictConfig, group: str | None = None, composer: Composer | None 
     jobs: dict[str, Job] = {}
     for point in grid_overrides(grid):
         config = pretrained.pinned(located(composer(fixed + conditional_overrides(point, when) + point)))
-        if group is not None:
-            config = with_value(config, f"++logger.group={json.dumps(group)}")
+        if group is not None and "wandb" in (config.get("logger") or {}):
+            config = with_value(config, f"++logger.wandb.group={json.dumps(group)}")
         identity = job_id(config)
         jobs.setdefault(identity, Job(identity, tuple(point), {**config, "job_id": identity}))
     return list(jobs.values())

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from pipeline import store
 from pipeline.provenance import made_by_this_code
-from pipeline.stages.plan import Job
+from pipeline.planned_job import Job
 from pipeline.stages.sweep_dir import (EVALUATIONS, SUMMARY, TRANSFER, TRANSFER_SETTINGS, complete_jobs,
                                        failed_jobs, job_dir, log_stage, read_table)
 

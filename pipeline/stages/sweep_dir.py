@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import store
 from pipeline.cluster.tasks import Outcome, run_tasks
 from pipeline.errors import ConfigError
-from pipeline.stages.plan import Job
+from pipeline.planned_job import Job
 
 PLAN, SETTINGS, SUMMARY, LOG, PARTS = "plan.json", "sweep.yaml", "summary.csv", "sweep.log", "parts"
 TRANSFER, TRANSFER_SETTINGS, TRANSFER_META = "transfer.csv", "transfer_settings.csv", "transfer.json"
@@ -127,6 +127,7 @@ def log_stage(sweep_dir: Path, jobs: list[Job], stage: str, tables: dict[str, pd
     """The stage's own W&B run, with the jobs' W&B settings, in the sweep's group (`html`: a page it holds too)."""
     from pipeline.config import instantiate
 
-    if jobs:
-        tracker = instantiate(OmegaConf.create(jobs[0].config["logger"]), "logger")
+    settings = (jobs[0].config.get("logger") or {}).get("wandb") if jobs else None
+    if settings:   # the jobs log to W&B (logger=wandb, alone or with others)
+        tracker = instantiate(OmegaConf.create(settings), "logger.wandb")
         tracker.log_stage(sweep_dir, stage, tables, list(images), html)

@@ -18,7 +18,7 @@ from pipeline import store
 from pipeline.cluster.tasks import first_line, run_tasks
 from pipeline.errors import ConfigError
 from pipeline.provenance import made_by_this_code
-from pipeline.stages.plan import Job
+from pipeline.planned_job import Job
 from pipeline.stages.sweep_dir import job_dir
 
 RERUN = ("missing", "stale")

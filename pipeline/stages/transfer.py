@@ -26,7 +26,7 @@ from pipeline.attacks import as_clip, input_gradient, predict, step
 from pipeline.errors import ConfigError
 from pipeline.devices import attack_mode, task_device
 from pipeline.provenance import TRANSFER_SOURCES, fingerprint
-from pipeline.stages.plan import Job
+from pipeline.planned_job import Job
 from pipeline.stages.sweep_dir import (TRANSFER, TRANSFER_META, TRANSFER_SETTINGS, checkpoints, complete_jobs,
                                        log_stage, part_key, stage_failures, table_from_parts)
 from pipeline.stats import estimate

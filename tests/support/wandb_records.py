@@ -142,6 +142,11 @@ class Run:
     def id(self) -> str:
         return self.run.run_id
 
+    @property
+    def artifacts(self) -> list[Any]:
+        """The artifacts the run logged (`ArtifactRecord`s: type, name, manifest.contents with path, digest, size)."""
+        return [r.artifact for r in self.records if r.WhichOneof("record_type") == "artifact"]
+
     def table(self, key: str) -> dict[str, Any]:
         """The last table logged under `key` ({"columns": [...], "data": [[...], ...]}), read from the run's files."""
         paths = [row[f"{key}/path"] for row in self.history if row.get(f"{key}/_type") == "table-file"]

@@ -1,0 +1,1 @@
+"""`hydra/launcher=slurm`: Hydra's submitit launcher, with the request checked against the cluster first."""

@@ -1,0 +1,23 @@
+"""A planned job of a sweep: its id, its grid point and its resolved config. What the planner makes and every stage,
+the report and W&B read, so it lives below all of them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    overrides: tuple[str, ...]      # the grid point, as Hydra overrides
+    config: dict[str, Any]          # resolved job config
+
+    @property
+    def label(self) -> str:
+        """Human-readable name: the grid point's values."""
+        return ",".join(o.split("=", 1)[1] for o in self.overrides) or self.id
+
+    @property
+    def setting(self) -> str:
+        """The grid point without its seed: the jobs that a mean over seeds groups together."""
+        return ",".join(o.split("=", 1)[1] for o in self.overrides if not o.startswith("seed=")) or "all"
