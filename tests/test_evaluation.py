@@ -104,3 +104,24 @@ def test_random_and_probability_outputs_are_flagged(softmax):
     assert not diagnostics.stochastic_outputs(model, x[:50], 1e-5).flag
     assert diagnostics.probability_outputs(nn.Sequential(model, nn.Softmax(dim=1)), x[:50], 0.5).flag
     assert not diagnostics.probability_outputs(model, x[:50], 0.5).flag
+
+
+def test_the_report_shows_each_check_per_setting_and_which_attack_decided():
+    import pandas as pd
+
+    from pipeline.report import order_table, trust_table
+
+    settings = pd.Series({"a": "softmax,none", "b": "softmax,none", "c": "maxout,none"})
+    checks = pd.DataFrame([("a", "exact_gap", 0.0, 0.0, False), ("b", "exact_gap", 0.02, 0.0, True),
+                           ("c", "single_step_gap", 0.05, 0.15, False)],
+                          columns=["job_id", "check", "value", "threshold", "flag"])
+    table = trust_table(checks, settings).set_index("setting")
+    assert table.loc["softmax,none", "exact_gap"] == "1.0 ⚑ 1/2"
+    assert table.loc["maxout,none", "single_step_gap"] == "5.0" and table.loc["maxout,none", "exact_gap"] == "–"
+    rows = [(job, evaluation, "0-1", 0.25, error, new) for job in "ab" for evaluation, error, new in
+            (("fgsm", 0.8, 80), ("apgd", 0.85, 5), ("autoattack:apgd-t", 0.9, 5), ("autoattack", 0.9, 5),
+             ("strongest", 0.9, None), ("exact", 0.9 + (job == "b") * 0.02, None))]
+    evaluations = pd.DataFrame(rows, columns=["job_id", "evaluation", "clip", "eps", "error", "fooled_new"])
+    order = order_table(evaluations, settings, "0-1", 0.25).set_index("setting")
+    assert list(order.columns) == ["fgsm", "apgd", "autoattack:apgd-t", "exact − strongest"]
+    assert order.loc["softmax,none", "fgsm"] == "160" and order.loc["softmax,none", "exact − strongest"] == "1.0 pts ⚑"

@@ -58,12 +58,14 @@ def ordered_rows(name: str, rows: list[dict], wrong: torch.Tensor, before: torch
 
 
 def autoattack_rows(attack: AutoAttack, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, clip: str,
-                    epsilons: Sequence[float], before: torch.Tensor) -> tuple[list[dict], torch.Tensor]:
-    """AutoAttack on what the attacks before it left standing, per ε: one row per component (AutoAttack's order),
-    then `autoattack`; errors count the examples fooled so far (those attacks', then AutoAttack's)."""
+                    epsilons: Sequence[float], before: torch.Tensor, foolable: torch.Tensor
+                    ) -> tuple[list[dict], torch.Tensor]:
+    """AutoAttack on what the attacks before it left standing and can be fooled at all (`foolable`, from the exact
+    worst case where there is one), per ε: one row per component (AutoAttack's order); errors count the examples
+    fooled so far (those attacks', then AutoAttack's)."""
     rows, wrong = [], before.clone()
     for k, eps in enumerate(epsilons):
-        for component, fooled in attack.after(model, x, y, eps, ~before[k]).items():
+        for component, fooled in attack.after(model, x, y, eps, ~before[k] & foolable[k]).items():
             wrong[k] |= fooled
             rows.append({"evaluation": f"autoattack:{component}", "clip": clip, "eps": eps,
                          "error": float(wrong[k].float().mean()), "confidence": NAN, "confidence_wrong": NAN,
@@ -75,11 +77,17 @@ def attack_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attack
                 clips: Sequence[Sequence[float] | None], epsilons: Sequence[float], batch_size: int,
                 exact: bool = True) -> tuple[list[dict], dict[str, torch.Tensor]]:
     """Per clipping, each attack (a conf/attack-style config) at every ε, in the configured order, each counting
-    the examples it fooled that the ones before it did not; then `strongest`, and `exact` for an affine model.
-    Returns the rows and, per clipping, which examples [K, N] some attack fooled."""
+    the examples it fooled that the ones before it did not; then `strongest`, and `exact` for an affine model
+    (computed first: AutoAttack skips the examples it proves robust). Returns the rows and, per clipping, which
+    examples [K, N] some attack fooled."""
     rows, fooled = [], {}
     for clip in clips:
         name_of_clip, before = clip_name(clip), torch.zeros(len(epsilons), len(x), dtype=torch.bool, device=x.device)
+        exact_rows, foolable = [], torch.ones_like(before)
+        if exact and is_affine(model):
+            curve = Exact(clip=clip).curve(model, x, y, list(epsilons), batch_size=batch_size)
+            exact_rows, foolable = [{"evaluation": "exact", "clip": name_of_clip, **row, "fooled_new": NAN}
+                                    for row in curve.rows()], curve.wrong
         for name, attack_config in attacks.items():
             attack = instantiate(OmegaConf.create(dict(attack_config)), f"evaluation.attacks.{name}",
                                  clip=list(clip) if clip is not None else None)
@@ -87,7 +95,7 @@ def attack_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attack
                 continue
             started, first = time.perf_counter(), len(rows)
             if isinstance(attack, AutoAttack):
-                component_rows, wrong = autoattack_rows(attack, model, x, y, name_of_clip, epsilons, before)
+                component_rows, wrong = autoattack_rows(attack, model, x, y, name_of_clip, epsilons, before, foolable)
                 rows += component_rows
                 rows += ordered_rows(name, [{"clip": name_of_clip, "eps": e, "error": float(w.float().mean()),
                                              "confidence": NAN, "confidence_wrong": NAN}
@@ -102,10 +110,7 @@ def attack_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attack
         fooled[name_of_clip] = before
         rows += [{"evaluation": "strongest", "clip": name_of_clip, "eps": eps, "error": float(wrong.float().mean()),
                   "confidence": NAN, "confidence_wrong": NAN, "fooled_new": NAN}
-                 for eps, wrong in zip(epsilons, before)]
-        if exact and is_affine(model):
-            curve = Exact(clip=clip).curve(model, x, y, list(epsilons), batch_size=batch_size)
-            rows += [{"evaluation": "exact", "clip": name_of_clip, **row, "fooled_new": NAN} for row in curve.rows()]
+                 for eps, wrong in zip(epsilons, before)] + exact_rows
     return rows, fooled
 
 
