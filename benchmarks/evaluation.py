@@ -33,7 +33,7 @@ def bench_evaluation(examples: int, epochs: int = 2) -> dict[str, Any]:
     digits."""
     from pipeline.attacks import fgsm_curve
     from pipeline.data import mnist5k
-    from pipeline.stages.evaluate import attack_rows, job_diagnostics
+    from pipeline.stages.evaluate import evaluate_attacks, job_diagnostics
 
     settings = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "sweep.yaml").evaluation)
     x, y = mnist5k()
@@ -42,7 +42,7 @@ def bench_evaluation(examples: int, epochs: int = 2) -> dict[str, Any]:
     for name in ("softmax", "maxout"):
         model = trained(name, x_train, y_train, epochs)
         started = time.perf_counter()
-        rows, fooled = attack_rows(model, x_test, y_test, settings["attacks"], settings["clips"],
+        rows, fooled = evaluate_attacks(model, x_test, y_test, settings["attacks"], settings["clips"],
                                    settings["epsilons"], settings["batch_size"], settings["exact"])
         evaluated = time.perf_counter()
         curve = fgsm_curve(model, x_test, y_test, [0.0, 0.1, 0.25], clip=None).rows()

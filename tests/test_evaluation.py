@@ -14,7 +14,7 @@ from pipeline.attacks import fgsm_curve
 from pipeline.config import CONF_DIR
 from pipeline.models import Maxout
 from pipeline.regularizers import Adversarial, Regularizer
-from pipeline.stages.evaluate import attack_rows, job_diagnostics
+from pipeline.stages.evaluate import evaluate_attacks, job_diagnostics
 
 EPS = 0.25
 
@@ -31,7 +31,8 @@ def settings() -> dict[str, Any]:
 def flags(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """The checks a job's evaluation flags: check -> value."""
     config = settings()
-    rows, fooled = attack_rows(model, x, y, config["attacks"], config["clips"], config["epsilons"], 1000)
+    rows, fooled = evaluate_attacks(model, x, y, config["attacks"], config["clips"], config["epsilons"], 1000,
+                                    exact=True)
     curve = fgsm_curve(model, x, y, [0.0, 0.1, 0.2, 0.25, 0.3], clip=None).rows()
     checks = job_diagnostics(model, x, y, rows, fooled, config["epsilons"], curve, config)
     assert {"single_step_gap", "unbounded", "convergence", "zero_gradients", "stochastic"} <= set(checks)

@@ -74,12 +74,16 @@ def honest_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFra
              "with the model's own predictions (no label leaking); fgsm_random_start: a uniform random start in the "
              "ε-ball, then one signed-gradient step; pgd: projected gradient ascent from a random start; apgd: "
              "APGD-CE (Croce & Hein 2020, AutoAttack's first attack: momentum, a step size that halves where the "
-             "cost stalls); strongest: per job, an example counts as fooled when any of these attacks fooled it "
-             "(the per-example union, so at least the largest of the job's error rates), then the mean over seeds. "
+             "cost stalls); autoattack (clipped only): the reference AutoAttack run on what those left standing, so its "
+             "column is the union so far; strongest: per job, an example counts as fooled when any of these attacks "
+             "fooled it (the per-example union, so at least the largest of the job's error rates), then the mean "
+             "over seeds; exact: the closed-form worst case of a model affine in x (strongest below it: an attack "
+             "failure). "
              "strongest above fgsm on an adversarially trained model is gradient masking: FGSM overstates its "
              "robustness. ⚑ marks attacks under which some job's error falls below its clean error (adversarial "
              "accuracy above clean accuracy: label leaking).")
-    attacks = evaluations[~evaluations["evaluation"].isin(["rubbish", "one_member"])]
+    attacks = evaluations[~evaluations["evaluation"].isin(["rubbish", "one_member"])
+                          & ~evaluations["evaluation"].str.contains(":")]     # AutoAttack's parts: the trust section
     for clip in sorted(attacks["clip"].unique(), key=lambda c: c != "none"):
         for eps in sorted(attacks["eps"].dropna().unique()):
             doc.text(f"ε={eps:g}, " + ("unclipped (the paper's FGSM)" if clip == "none" else f"clipped to [{clip.replace('-', ', ')}]"))

@@ -75,7 +75,14 @@ def autoattack_rows(attack: AutoAttack, model: torch.nn.Module, x: torch.Tensor,
 
 def attack_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Any],
                 clips: Sequence[Sequence[float] | None], epsilons: Sequence[float], batch_size: int,
-                exact: bool = True) -> tuple[list[dict], dict[str, torch.Tensor]]:
+                exact: bool = False) -> list[dict]:
+    """The rows of `evaluate_attacks`."""
+    return evaluate_attacks(model, x, y, attacks, clips, epsilons, batch_size, exact)[0]
+
+
+def evaluate_attacks(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Any],
+                     clips: Sequence[Sequence[float] | None], epsilons: Sequence[float], batch_size: int,
+                     exact: bool = False) -> tuple[list[dict], dict[str, torch.Tensor]]:
     """Per clipping, each attack (a conf/attack-style config) at every ε, in the configured order, each counting
     the examples it fooled that the ones before it did not; then `strongest`, and `exact` for an affine model
     (computed first: AutoAttack skips the examples it proves robust). Returns the rows and, per clipping, which
@@ -194,8 +201,8 @@ def evaluate_job(job_id: str, job_dir: str, settings: Mapping[str, Any]) -> dict
     x, y = (t.to(device) for t in test_set(config))
     batch_size = int(settings["batch_size"])
     epsilons = [float(e) for e in settings["epsilons"]]
-    rows, fooled = attack_rows(model, x, y, settings["attacks"], settings["clips"], epsilons, batch_size,
-                               bool(settings.get("exact", True)))
+    rows, fooled = evaluate_attacks(model, x, y, settings["attacks"], settings["clips"], epsilons, batch_size,
+                                    bool(settings.get("exact", True)))
     if settings.get("rubbish"):
         rows.append(rubbish_row(model, x.shape[1:], int(settings["rubbish"]), batch_size))
     if hasattr(model, "members"):
