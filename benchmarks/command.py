@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from pipeline import store
+from benchmarks.evaluation import bench_evaluation
 from benchmarks.fgsm import bench_fgsm, bench_fgsm_curve
 from benchmarks.gpu import bench_gpu
 from benchmarks.launcher import bench_launcher
@@ -26,8 +27,8 @@ from benchmarks.transfer_count import bench_transfer
 from benchmarks.transfer_scaling import bench_transfer_scaling
 from pipeline.errors import ConfigError
 
-STAGES = ("fgsm_curve", "fgsm", "adversarial_step", "lightning_epoch", "transfer", "planning", "transfer_scaling",
-          "sweep", "overhead", "launcher", "main_job", "auth", "gpu")
+STAGES = ("fgsm_curve", "fgsm", "adversarial_step", "lightning_epoch", "transfer", "evaluation", "planning",
+          "transfer_scaling", "sweep", "overhead", "launcher", "main_job", "auth", "gpu")
 
 
 class Parser(argparse.ArgumentParser):
@@ -121,6 +122,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if isinstance(transfer, dict) and "error" not in transfer:
         report["counts"]["transfer"] = transfer
 
+    evaluation = stage("evaluation", lambda: bench_evaluation(sizes.evaluation_examples))
+    if isinstance(evaluation, dict) and "error" not in evaluation:
+        report["counts"]["evaluation"] = {**evaluation, "ok": True}   # timed, not judged
     for name, fn in (("planning", lambda: bench_planning(sizes, judged)),
                      ("transfer_scaling", lambda: bench_transfer_scaling(sizes, judged))):
         report[name] = stage(name, fn) or skipped(name, "not in --only")

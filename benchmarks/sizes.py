@@ -35,15 +35,18 @@ class Sizes:
     plan_big_jobs: int         # a large plan's time, memory and plan.json
     transfer_seeds: tuple[int, ...]   # the transfer stage for 2 models × S seeds
     overhead_jobs: int         # one-epoch softmax jobs for the per-job overhead
+    evaluation_examples: int   # test digits of the evaluation stage's per-attack times (a job's test split: 1,000)
 
 
 QUICK = Sizes(models=("softmax", "maxout"), batch_sizes=(100,), repeats=2, min_seconds=0.0, epoch_examples=200,
               epoch_repeats=1, transfer_models=3, transfer_epsilons=4, transfer_examples=200,
               sweep_experiment="smoke", sweep_jobs=4, sweep_overrides=("trainer.max_epochs=1",),
               gpu_epoch_examples=6_000, gpu_pack_jobs=4, gpu_pack=(1, 4), plan_jobs=(60, 300),
-              plan_reference_jobs=30, plan_big_jobs=1_000, transfer_seeds=(1, 2, 4), overhead_jobs=8)
+              plan_reference_jobs=30, plan_big_jobs=1_000, transfer_seeds=(1, 2, 4), overhead_jobs=8,
+              evaluation_examples=100)
 FULL = Sizes(models=("softmax", "maxout"), batch_sizes=(100, 1000), repeats=9, min_seconds=0.2, epoch_examples=10_000,
              epoch_repeats=5, transfer_models=4, transfer_epsilons=10, transfer_examples=1000,
              sweep_experiment="main", sweep_jobs=6, sweep_overrides=(),
              gpu_epoch_examples=60_000, gpu_pack_jobs=8, gpu_pack=(1, 4, 8), plan_jobs=(600, 3_000),
-             plan_reference_jobs=120, plan_big_jobs=10_000, transfer_seeds=(2, 8, 32), overhead_jobs=200)
+             plan_reference_jobs=120, plan_big_jobs=10_000, transfer_seeds=(2, 8, 32), overhead_jobs=200,
+             evaluation_examples=1000)

@@ -87,6 +87,12 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{transfer['examples']:,} | input gradients: {transfer['input_gradients_reported']} reported, "
                      f"{transfer['input_gradients_hooked']} by hooks | | | = M = {transfer['expected']} | "
                      f"{'pass' if transfer['ok'] else '**FAIL**'} |")
+    evaluation = counts.get("evaluation")
+    if evaluation:
+        for model, times in evaluation["per_model"].items():
+            split = ", ".join(f"{name} {seconds(value)}" for name, value in times.items() if name != "total")
+            lines.append(f"| evaluation stage per job, by attack (both clippings) | {model} | {evaluation['examples']:,} "
+                         f"| {seconds(times['total'])}: {split} | | | timed | |")
     lines += scale_rows(report)
     sweep = report["sweep"]
     if (line := unmeasured("sweep on a two-node local Ray cluster", sweep, "≥ 85%", failed="**FAIL**")) is not None:

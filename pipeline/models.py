@@ -49,6 +49,8 @@ class Classifier(nn.Module):
 class Softmax(Classifier):
     """Multinomial logistic regression (the paper's shallow softmax)."""
 
+    affine = True       # logits affine in x: evaluations.csv gets its exact worst case (pipeline/attacks/exact.py)
+
     def __init__(self, input_shape: Sequence[int], num_classes: int) -> None:
         super().__init__(input_shape, num_classes)
         self.linear = nn.Linear(self.input_size, num_classes)
@@ -67,6 +69,8 @@ class Logistic(Classifier):
     Cross-entropy on these logits is exactly the logistic loss, and ∇ₓJ = ∓σ(∓z)·w, so FGSM moves every pixel
     by ±ε·sign(w) (Fig. 2 of the paper).
     """
+
+    affine = True       # logits affine in x: evaluations.csv gets its exact worst case (pipeline/attacks/exact.py)
 
     def __init__(self, input_shape: Sequence[int], num_classes: int) -> None:
         if num_classes != 2:

@@ -17,7 +17,8 @@ PACKAGE = Path(__file__).resolve().parent
 # What decides a number: a job's (data, model, objective, training loop, attack curve), and each stage's own code.
 JOB_SOURCES = ("data.py", "models.py", "regularizers.py", "attacks", "module.py", "resume.py", "job.py", "devices.py")
 TRANSFER_SOURCES = ("data.py", "models.py", "attacks", "stages/transfer.py", "devices.py")
-EVALUATION_SOURCES = ("data.py", "models.py", "attacks", "stages/evaluate.py", "devices.py")
+EVALUATION_SOURCES = ("data.py", "models.py", "attacks", "diagnostics.py", "contract.py", "stages/evaluate.py",
+                      "devices.py")
 
 
 @functools.cache

@@ -6,6 +6,9 @@ from pipeline.attacks.base import (Attack, Clip, Curve, as_clip, attack_mode, ch
 from pipeline.attacks.fgsm import FGSM, fgsm, fgsm_curve
 from pipeline.attacks.pgd import PGD, pgd
 from pipeline.attacks.apgd import APGD, apgd
+from pipeline.attacks.exact import Exact, is_affine, worst_case
+from pipeline.attacks.autoattack import AutoAttack, autoattack
 
-__all__ = ["APGD", "Attack", "Clip", "Curve", "FGSM", "PGD", "apgd", "as_clip", "attack_mode", "check_eps",
-           "costs_and_gradient", "fgsm", "fgsm_curve", "input_gradient", "pgd", "predict", "project", "scores", "step"]
+__all__ = ["APGD", "Attack", "AutoAttack", "autoattack", "Clip", "Curve", "Exact", "FGSM", "PGD", "apgd", "as_clip", "attack_mode", "check_eps",
+           "costs_and_gradient", "fgsm", "fgsm_curve", "input_gradient", "is_affine", "pgd", "predict", "project", "scores", "step",
+           "worst_case"]

@@ -162,6 +162,10 @@ class Attack:
         """Adversarial versions of the batch x at radius ε, crafted with labels y (None: the predictions)."""
         raise NotImplementedError
 
+    def accepts(self, clip: Clip) -> bool:
+        """Whether the attack can run with this clipping (the evaluation skips the clippings it cannot)."""
+        return True
+
     def craft_labels(self, y: torch.Tensor | None) -> torch.Tensor | None:
         return y if self.craft_with == "true" else None
 

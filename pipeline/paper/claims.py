@@ -160,9 +160,7 @@ LEFT_OUT: tuple[str, ...] = (
 def quantities(claims: Sequence[Claim] = CLAIMS) -> Iterator[Quantity]:
     """Every quantity the claims read: their numbers and the terms of their checks."""
     for claim in claims:
-        yield from (number.ours for number in claim.numbers)
-        for check in claim.checks:
-            yield from (q for expr in (check.smaller, check.larger) for q, _ in expr.terms)
+        yield from claim.quantities()
 
 
 def check_epsilons(cfg: Any, jobs: Sequence[Any], claims: Sequence[Claim] = CLAIMS) -> None:

@@ -20,16 +20,18 @@ class Results:
     transfer: pd.DataFrame = field(default_factory=pd.DataFrame)
     evaluations: pd.DataFrame = field(default_factory=pd.DataFrame)
     transfer_settings: pd.DataFrame = field(default_factory=pd.DataFrame)   # transfer per setting, over seeds
+    diagnostics: pd.DataFrame = field(default_factory=pd.DataFrame)   # diagnostics.csv: job_id, check, ..., flag
 
     @classmethod
     def of(cls, configs: Mapping[str, Mapping[str, Any]], summary: pd.DataFrame,
            transfer: pd.DataFrame | None = None, evaluations: pd.DataFrame | None = None,
-           transfer_settings: pd.DataFrame | None = None) -> "Results":
+           transfer_settings: pd.DataFrame | None = None, diagnostics: pd.DataFrame | None = None) -> "Results":
         """From the resolved configs of the complete jobs (job id -> config) and the stages' tables."""
         rows = [{"job_id": job, "seed": config.get("seed"), "data": config["data"]["name"], "config": config}
                 for job, config in configs.items()]
         jobs = pd.DataFrame(rows, columns=["job_id", "seed", "data", "config"])
-        tables = [t if t is not None else pd.DataFrame() for t in (transfer, evaluations, transfer_settings)]
+        tables = [t if t is not None else pd.DataFrame()
+                  for t in (transfer, evaluations, transfer_settings, diagnostics)]
         return cls(jobs, summary, *tables)
 
     @property

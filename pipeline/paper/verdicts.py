@@ -193,6 +193,11 @@ class Claim:
     data: str = "mnist"         # the paper's data set for these numbers
     note: str = ""
 
+    def quantities(self) -> list[Quantity]:
+        """Every quantity the claim reads: its numbers and the terms of its checks."""
+        return [n.ours for n in self.numbers] + [q for check in self.checks
+                                                 for expr in (check.smaller, check.larger) for q, _ in expr.terms]
+
 
 def combine(verdicts: Sequence[str]) -> str:
     """One verdict for several checks: any FAIL fails (one with an interval before a one-seed FAIL); then UNCLEAR;
@@ -231,7 +236,20 @@ def assess(claim: Claim, results: Results, data: str) -> dict[str, str] | None:
     return {"claim": claim.text, "paper": paper_text(claim),
             "ours (mean ± 95% interval)": "; ".join(f"{n.name}: {e.percent(digits(n)) if e else 'not run'}"
                                                     for n, e in zip(claim.numbers, estimates)),
-            "seeds": str(min(seeds)), "data": data, "test": "; ".join(tests), "verdict": combine(verdicts)}
+            "seeds": str(min(seeds)), "data": data, "test": "; ".join(tests), "verdict": combine(verdicts),
+            "trust ⚑": flagged_checks(claim, results, data)}
+
+
+def flagged_checks(claim: Claim, results: Results, data: str) -> str:
+    """The attack-failure diagnostics (diagnostics.csv) flagged on some job of a setting the claim reads, as
+    'check (setting)'. Shown beside the verdict; the verdict stays the claim's own check."""
+    if results.diagnostics.empty:
+        return ""
+    flagged = results.diagnostics[results.diagnostics["flag"].astype(bool)]
+    settings = dict.fromkeys(s for q in claim.quantities() for s in q.settings)
+    found = [f"{check} ({setting.name})" for setting in settings
+             for check in sorted(set(flagged[flagged["job_id"].isin(results.job_ids(setting, data))]["check"]))]
+    return "⚑ " + ", ".join(found) if found else ""
 
 
 def digits(number: Number) -> int:
@@ -250,7 +268,8 @@ def claims_table(results: Results, claims: Sequence[Claim]) -> pd.DataFrame:
     for claim in claims:
         measured = [row for data in results.datasets if (row := assess(claim, results, data)) is not None]
         rows += measured or [{"claim": claim.text, "paper": paper_text(claim), "ours (mean ± 95% interval)": "not run",
-                              "seeds": "0", "data": "–", "test": "", "verdict": not_run(why_not_run(claim, results))}]
+                              "seeds": "0", "data": "–", "test": "", "verdict": not_run(why_not_run(claim, results)),
+                              "trust ⚑": ""}]
     return pd.DataFrame(rows)
 
 

@@ -105,18 +105,79 @@ def honest_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFra
              "with the model's own predictions (no label leaking); fgsm_random_start: a uniform random start in the "
              "ε-ball, then one signed-gradient step; pgd: projected gradient ascent from a random start; apgd: "
              "APGD-CE (Croce & Hein 2020, AutoAttack's first attack: momentum, a step size that halves where the "
-             "cost stalls); strongest: per job, an example counts as fooled when any of these attacks fooled it "
-             "(the per-example union, so at least the largest of the job's error rates), then the mean over seeds. "
+             "cost stalls); autoattack (clipped only): the reference AutoAttack run on what those left standing, so its "
+             "column is the union so far; strongest: per job, an example counts as fooled when any of these attacks "
+             "fooled it (the per-example union, so at least the largest of the job's error rates), then the mean "
+             "over seeds; exact: the closed-form worst case of a model affine in x (strongest below it: an attack "
+             "failure). "
              "strongest above fgsm on an adversarially trained model is gradient masking: FGSM overstates its "
              "robustness. ⚑ marks attacks under which some job's error falls below its clean error (adversarial "
              "accuracy above clean accuracy: label leaking).")
-    attacks = evaluations[~evaluations["evaluation"].isin(["rubbish", "one_member"])]
+    attacks = evaluations[~evaluations["evaluation"].isin(["rubbish", "one_member"])
+                          & ~evaluations["evaluation"].str.contains(":")]     # AutoAttack's parts: the trust section
     for clip in sorted(attacks["clip"].unique(), key=lambda c: c != "none"):
         for eps in sorted(attacks["eps"].dropna().unique()):
             doc.text(f"ε={eps:g}, " + ("unclipped (the paper's FGSM)" if clip == "none" else f"clipped to [{clip.replace('-', ', ')}]"))
             doc.table(attack_table(summary, attacks, clip, eps))
     leaks = curve_leaks(summary)
     doc.text("⚑ Own FGSM curves with error below clean error at some ε: " + (", ".join(leaks) if leaks else "none") + ".")
+
+
+TRUST = ("Each check of pipeline/diagnostics.py per setting: its value (mean over seeds; points of error, except "
+         "stochastic: the largest change of a logit between two eval-mode passes) and ⚑ k/n when it exceeds its "
+         "threshold (conf/sweep.yaml `evaluation.diagnostics`) on k of the setting's n jobs. single_step_gap: "
+         "strongest − FGSM (FGSM overstates robustness); monotone_fgsm: the largest fall of the job's FGSM error as ε "
+         "grows; unbounded: share APGD at ε = 1 leaves correct; black_box: share Square (no gradients) fools after "
+         "every gradient attack; transfer: other models' FGSM examples above the model's own FGSM error; convergence: "
+         "error APGD with twice the steps adds on the survivors; zero_gradients: share of all-zero input gradients; "
+         "probabilities: share of output rows that are probabilities; exact_gap: exact − strongest on a model "
+         "affine in x (any gap is an attack failure). Single-ε checks read evaluation.diagnostics.eps, clipped to "
+         "[0, 1].")
+
+
+def check_cell(values: pd.Series, flags: pd.Series, check: str) -> str:
+    shown = f"{values.mean():.2g}" if check == "stochastic" else f"{100 * values.mean():.1f}"
+    return shown + (f" ⚑ {int(flags.sum())}/{len(flags)}" if flags.any() else "")
+
+
+def trust_table(diagnostics: pd.DataFrame, settings: pd.Series) -> pd.DataFrame:
+    """Settings × checks: mean value over the setting's jobs and how many of them the check flagged."""
+    rows = diagnostics.assign(setting=settings.reindex(diagnostics["job_id"]).to_numpy(),
+                              flag=diagnostics["flag"].astype(bool))
+    cells = {(setting, check): check_cell(group["value"], group["flag"], check)
+             for (setting, check), group in rows.groupby(["setting", "check"])}
+    table = pd.Series(cells).unstack().fillna("–")
+    return table[list(dict.fromkeys(rows["check"]))].rename_axis("setting").reset_index()
+
+
+def order_table(evaluations: pd.DataFrame, settings: pd.Series, clip: str, eps: float) -> pd.DataFrame:
+    """Settings × attacks in evaluation order: examples each attack fooled that the ones before it did not
+    (summed over seeds), and, for affine models, each attack's error below the exact one."""
+    rows = evaluations[(evaluations["clip"] == clip) & ((evaluations["eps"] - eps).abs() < 1e-9)].copy()
+    rows["setting"] = settings.reindex(rows["job_id"]).to_numpy()
+    ordered = rows[rows["fooled_new"].notna() & (rows["evaluation"] != "autoattack")]
+    table = ordered.pivot_table(index="setting", columns="evaluation", values="fooled_new", aggfunc="sum")
+    table = table[list(dict.fromkeys(ordered["evaluation"]))].map(lambda n: f"{int(n)}")
+    exact = rows[rows["evaluation"] == "exact"].groupby("setting")["error"].mean()
+    strongest = rows[rows["evaluation"] == "strongest"].groupby("setting")["error"].mean()
+    table["exact − strongest"] = (exact - strongest).reindex(table.index).map(
+        lambda gap: "–" if math.isnan(gap) else f"{100 * gap:.1f} pts" + (" ⚑" if gap > 1e-9 else ""))
+    return table.reset_index()
+
+
+def trust_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFrame, diagnostics: pd.DataFrame,
+                  eps: float) -> None:
+    doc.heading("Can these numbers be trusted?")
+    settings = summary.drop_duplicates("job_id").set_index("job_id")["setting"]
+    if not diagnostics.empty:
+        doc.text(TRUST)
+        doc.table(trust_table(diagnostics, settings))
+    if "fooled_new" in evaluations and (evaluations["clip"] == "0-1").any():
+        doc.text(f"Which attack decides the number (ε={eps:g}, clipped to [0, 1]): the examples each attack fooled "
+                 "that the attacks before it did not, summed over seeds, in evaluation order (ours, then "
+                 "AutoAttack's components on what ours left standing); and, where the model is affine in x, how "
+                 "far `strongest` stays below the exact worst case.")
+        doc.table(order_table(evaluations, settings, "0-1", eps))
 
 
 def transfer_section(doc: Document, table: pd.DataFrame, plots: Path) -> None:
@@ -158,9 +219,10 @@ def with_interval(mean: float, half: float) -> str:
 
 def write_report(sweep_dir: Path, name: str, results: Results, failed: dict[str, str],
                  examples: dict[str, tuple[list, list[str]]], figures: Sequence["Drawn"] = (),
-                 stale: Sequence[str] = ()) -> Path:
+                 stale: Sequence[str] = (), trust_eps: float = 0.25) -> Path:
     """Plots under plots/, then report.md and report.html in the sweep directory; returns report.html. `stale`:
-    the settings of complete jobs made by other code than the sweep's (one entry per job)."""
+    the settings of complete jobs made by other code than the sweep's (one entry per job); `trust_eps`: the ε of
+    the attack-order table (evaluation.diagnostics.eps)."""
     summary, evaluations = results.summary, results.evaluations
     plots = sweep_dir / PLOTS
     plots.mkdir(parents=True, exist_ok=True)
@@ -192,6 +254,7 @@ def write_report(sweep_dir: Path, name: str, results: Results, failed: dict[str,
         doc.image(f"{PLOTS}/{column}_vs_eps.png", f"{ylabel} vs ε (mean over seeds, 95% interval)")
     if not evaluations.empty:
         honest_section(doc, summary, evaluations)
+        trust_section(doc, summary, evaluations, results.diagnostics, trust_eps)
     if figures:
         doc.heading("The paper's figures")
         for figure in figures:

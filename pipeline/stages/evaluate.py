@@ -1,23 +1,33 @@
-"""Extra evaluations of every complete job, beyond its own FGSM curve: the attacks an honest evaluation adds,
-rubbish inputs and, for ensembles, FGSM crafted on one member.
+"""Extra evaluations of every complete job, beyond its own FGSM curve: the attacks an honest evaluation adds, the
+exact worst case where there is one, the diagnostics that say whether the attacks worked, rubbish inputs and, for
+ensembles, FGSM crafted on one member.
 
-Rows of evaluations.csv: job_id, evaluation, clip, eps, error, confidence, confidence_wrong, clean_error, where
-`evaluation` is
+Rows of evaluations.csv: job_id, evaluation, clip, eps, error, confidence, confidence_wrong, clean_error,
+fooled_new, seconds, where `evaluation` is
     <attack name>   each attack of the sweep's `evaluation.attacks` (FGSM with true or predicted labels,
-                    random-start FGSM, PGD, APGD-CE) at each of `evaluation.epsilons`, for each of
-                    `evaluation.clips` ("none": the paper's unclipped attack; "0-1": clipped to the pixel range)
+                    random-start FGSM, PGD, APGD-CE, AutoAttack) at each of `evaluation.epsilons`, for each of
+                    `evaluation.clips` ("none": the paper's unclipped attack; "0-1": clipped to the pixel range;
+                    AutoAttack is clipped only). In the configured order; `fooled_new`: the examples it fooled that
+                    the attacks before it did not; `seconds`: its time for every ε of that clipping
+    autoattack:<component>   AutoAttack's components (apgd-ce, apgd-t, fab-t, square in `standard`), in its own
+                    order, run on the examples the attacks before it left standing (at most its `limit`): each
+                    row's `fooled_new` is what that component added, its error the share fooled so far; the
+                    `autoattack` row's error is therefore the union of every attack up to it, not AutoAttack alone
     strongest       per clipping and ε: an example counts as fooled when any of those attacks fooled it (the
-                    per-example union, AutoAttack's worst case; at least the largest of their error rates);
-                    no confidence
+                    per-example union; at least the largest of their error rates); no confidence
+    exact           models affine in x (`affine = True`: softmax, logistic regression): the closed-form worst
+                    case (pipeline/attacks/exact.py); `strongest` below it is an attack failure
     rubbish         `evaluation.rubbish` inputs drawn from N(0, I) (the paper's Appendix A): error is the share
                     the model gives more than 0.5 probability on some class, confidence their mean confidence
     one_member      ensembles only: FGSM crafted on the first member and scored on the ensemble, with the job's
                     own attack clipping (compare it with the job's own FGSM error)
-Every error is scored against the true labels. One task per job (pipeline.cluster.tasks; on a GPU when the
-task has one).
+Every error is scored against the true labels. diagnostics.csv: job_id, check, value, threshold, flag, one row per
+job and check of pipeline/diagnostics.py (`evaluation.diagnostics`). One task per job (pipeline.cluster.tasks; on
+a GPU when the task has one).
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -25,34 +35,91 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import store
-from pipeline.attacks import Clip, as_clip, predict
+from pipeline import diagnostics, store
+from pipeline.attacks import AutoAttack, Clip, Exact, as_clip, is_affine, predict
 from pipeline.config import instantiate
 from pipeline.data import test_set
 from pipeline.devices import attack_mode, task_device
 from pipeline.paper.results import clip_name
 from pipeline.provenance import EVALUATION_SOURCES, fingerprint
 from pipeline.planned_job import Job
-from pipeline.stages.sweep_dir import (EVALUATIONS, checkpoints, complete_jobs, job_dir, log_stage, part_key,
-                                       stage_failures, table_from_parts)
+from pipeline.stages.sweep_dir import (EVALUATIONS, TRANSFER, checkpoints, complete_jobs, job_dir,
+                                       log_stage, part_key, read_table, stage_failures, table_from_parts)
 
-COLUMNS = ["job_id", "evaluation", "clip", "eps", "error", "confidence", "confidence_wrong", "clean_error"]
+COLUMNS = ["job_id", "evaluation", "clip", "eps", "error", "confidence", "confidence_wrong", "clean_error",
+           "fooled_new", "seconds"]
+DIAGNOSTICS = "diagnostics.csv"     # job_id, check, value, threshold, flag (pipeline/diagnostics.py)
+DIAGNOSTICS_COLUMNS = ["job_id", "check", "value", "threshold", "flag"]
+NAN = float("nan")
+
+
+def ordered_rows(name: str, rows: list[dict], wrong: torch.Tensor, before: torch.Tensor) -> list[dict]:
+    """An attack's rows with `fooled_new`: how many examples it fooled that the attacks before it did not."""
+    return [{"evaluation": name, **row, "fooled_new": int(n)} for row, n in zip(rows, (wrong & ~before).sum(dim=1))]
+
+
+def autoattack_rows(attack: AutoAttack, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, clip: str,
+                    epsilons: Sequence[float], before: torch.Tensor, foolable: torch.Tensor
+                    ) -> tuple[list[dict], torch.Tensor]:
+    """AutoAttack on what the attacks before it left standing and can be fooled at all (`foolable`, from the exact
+    worst case where there is one), per ε: one row per component (AutoAttack's order); errors count the examples
+    fooled so far (those attacks', then AutoAttack's)."""
+    rows, wrong = [], before.clone()
+    for k, eps in enumerate(epsilons):
+        for component, fooled in attack.after(model, x, y, eps, ~before[k] & foolable[k]).items():
+            wrong[k] |= fooled
+            rows.append({"evaluation": f"autoattack:{component}", "clip": clip, "eps": eps,
+                         "error": float(wrong[k].float().mean()), "confidence": NAN, "confidence_wrong": NAN,
+                         "fooled_new": int(fooled.sum())})
+    return rows, wrong
 
 
 def attack_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Any],
-                clips: Sequence[Sequence[float] | None], epsilons: Sequence[float], batch_size: int) -> list[dict]:
-    """Each attack (a conf/attack-style config) at every ε, once per clipping; then `strongest` per clipping."""
-    rows, fooled = [], {}       # fooled: clip name -> [K, N], fooled by some attack
-    for name, attack_config in attacks.items():
-        for clip in clips:
+                clips: Sequence[Sequence[float] | None], epsilons: Sequence[float], batch_size: int,
+                exact: bool = False) -> list[dict]:
+    """The rows of `evaluate_attacks`."""
+    return evaluate_attacks(model, x, y, attacks, clips, epsilons, batch_size, exact)[0]
+
+
+def evaluate_attacks(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Any],
+                     clips: Sequence[Sequence[float] | None], epsilons: Sequence[float], batch_size: int,
+                     exact: bool = False) -> tuple[list[dict], dict[str, torch.Tensor]]:
+    """Per clipping, each attack (a conf/attack-style config) at every ε, in the configured order, each counting
+    the examples it fooled that the ones before it did not; then `strongest`, and `exact` for an affine model
+    (computed first: AutoAttack skips the examples it proves robust). Returns the rows and, per clipping, which
+    examples [K, N] some attack fooled."""
+    rows, fooled = [], {}
+    for clip in clips:
+        name_of_clip, before = clip_name(clip), torch.zeros(len(epsilons), len(x), dtype=torch.bool, device=x.device)
+        exact_rows, foolable = [], torch.ones_like(before)
+        if exact and is_affine(model):
+            curve = Exact(clip=clip).curve(model, x, y, list(epsilons), batch_size=batch_size)
+            exact_rows, foolable = [{"evaluation": "exact", "clip": name_of_clip, **row, "fooled_new": NAN}
+                                    for row in curve.rows()], curve.wrong
+        for name, attack_config in attacks.items():
             attack = instantiate(OmegaConf.create(dict(attack_config)), f"evaluation.attacks.{name}",
                                  clip=list(clip) if clip is not None else None)
-            curve = attack.curve(model, x, y, list(epsilons), batch_size=batch_size)
-            rows += [{"evaluation": name, "clip": clip_name(clip), **row} for row in curve.rows()]
-            fooled[clip_name(clip)] = fooled.get(clip_name(clip), curve.wrong) | curve.wrong
-    return rows + [{"evaluation": "strongest", "clip": clip, "eps": eps, "error": float(wrong.float().mean()),
-                    "confidence": float("nan"), "confidence_wrong": float("nan")}
-                   for clip, per_eps in fooled.items() for eps, wrong in zip(epsilons, per_eps)]
+            if not attack.accepts(as_clip(clip)):
+                continue
+            started, first = time.perf_counter(), len(rows)
+            if isinstance(attack, AutoAttack):
+                component_rows, wrong = autoattack_rows(attack, model, x, y, name_of_clip, epsilons, before, foolable)
+                rows += component_rows
+                rows += ordered_rows(name, [{"clip": name_of_clip, "eps": e, "error": float(w.float().mean()),
+                                             "confidence": NAN, "confidence_wrong": NAN}
+                                            for e, w in zip(epsilons, wrong)], wrong, before)
+            else:
+                curve = attack.curve(model, x, y, list(epsilons), batch_size=batch_size)
+                wrong = curve.wrong
+                rows += ordered_rows(name, [{"clip": name_of_clip, **row} for row in curve.rows()], wrong, before)
+            for row in rows[first:]:        # the attack's time at every ε of this clipping, on its rows
+                row["seconds"] = NAN if ":" in row["evaluation"] else time.perf_counter() - started
+            before = before | wrong
+        fooled[name_of_clip] = before
+        rows += [{"evaluation": "strongest", "clip": name_of_clip, "eps": eps, "error": float(wrong.float().mean()),
+                  "confidence": NAN, "confidence_wrong": NAN, "fooled_new": NAN}
+                 for eps, wrong in zip(epsilons, before)] + exact_rows
+    return rows, fooled
 
 
 def rubbish_row(model: torch.nn.Module, input_shape: Sequence[int], count: int, batch_size: int,
@@ -80,9 +147,54 @@ def one_member_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ep
              "confidence": r["confidence"], "confidence_wrong": r["confidence_wrong"]} for r in rows]
 
 
+def error_of(rows: list[dict], evaluation: str, clip: str, eps: float) -> float | None:
+    found = [r["error"] for r in rows if r["evaluation"] == evaluation and r["clip"] == clip
+             and abs(r["eps"] - eps) < 1e-9]
+    return found[0] if found else None
+
+
+def job_diagnostics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, rows: list[dict],
+                    fooled: Mapping[str, torch.Tensor], epsilons: Sequence[float], curve: Sequence[Mapping],
+                    settings: Mapping[str, Any]) -> dict[str, diagnostics.Check]:
+    """Every check of pipeline/diagnostics.py that this job's evaluation can answer (the transfer check needs the
+    other jobs: `transfer_checks`). Single-ε checks read `diagnostics.eps`, clipped to [0, 1]."""
+    limits = settings["diagnostics"]
+    eps, clip, generator = float(limits["eps"]), "0-1", torch.Generator().manual_seed(0)
+    checks = {"zero_gradients": diagnostics.zero_gradients(model, x, y, limits["zero_gradients"]),
+              "stochastic": diagnostics.stochastic_outputs(model, x, limits["stochastic"]),
+              "probabilities": diagnostics.probability_outputs(model, x, limits["probabilities"]),
+              "monotone_fgsm": diagnostics.monotone_in_eps([(r["eps"], r["error"]) for r in curve],
+                                                           limits["monotone"]),
+              "unbounded": diagnostics.unbounded(model, x, y, int(limits["unbounded_steps"]), limits["unbounded"],
+                                                 generator)}
+    strongest, fgsm = error_of(rows, "strongest", clip, eps), error_of(rows, "fgsm", clip, eps)
+    if strongest is None:
+        return checks
+    if fgsm is not None:
+        checks["single_step_gap"] = diagnostics.single_step_gap(strongest, fgsm, limits["single_step_gap"])
+    square = [r["fooled_new"] for r in rows if r["evaluation"] == "autoattack:square" and r["clip"] == clip
+              and abs(r["eps"] - eps) < 1e-9]
+    if square:
+        checks["black_box"] = diagnostics.black_box(square[0], len(x), limits["black_box"])
+    apgd_steps = [a.get("steps", 100) for a in settings["attacks"].values() if a["_target_"].endswith("APGD")]
+    checks["convergence"] = diagnostics.convergence(
+        model, x, y, ~fooled[clip][list(epsilons).index(eps)], eps, (0.0, 1.0), 2 * max(apgd_steps, default=100),
+        int(limits["convergence_sample"]), limits["convergence"], generator)
+    exact = error_of(rows, "exact", clip, eps)
+    if exact is not None:
+        checks["exact_gap"] = diagnostics.exact_gap(exact, strongest, limits["exact_gap"])
+    return checks
+
+
+def check_rows(job_id: str, checks: Mapping[str, diagnostics.Check]) -> list[dict]:
+    return [{"job_id": job_id, "check": name, "value": c.value, "threshold": c.threshold, "flag": c.flag}
+            for name, c in checks.items()]
+
+
 @attack_mode()   # float32 exactly, as on the CPU (no TF32)
 def evaluate_job(job_id: str, job_dir: str, settings: Mapping[str, Any]) -> dict[str, list[dict]]:
-    """Every evaluation of one job (the body of one task): {"rows": [...]}."""
+    """Every evaluation of one job (the body of one task): {"rows": [...]}, its evaluations.csv rows, then its
+    diagnostics.csv rows (those with a `check`), and the seconds each attack took ("seconds")."""
     from pipeline.job import clean_scores
 
     config = store.read_config(Path(job_dir))
@@ -91,19 +203,43 @@ def evaluate_job(job_id: str, job_dir: str, settings: Mapping[str, Any]) -> dict
     x, y = (t.to(device) for t in test_set(config))
     batch_size = int(settings["batch_size"])
     epsilons = [float(e) for e in settings["epsilons"]]
-    rows = attack_rows(model, x, y, settings["attacks"], settings["clips"], epsilons, batch_size)
+    rows, fooled = evaluate_attacks(model, x, y, settings["attacks"], settings["clips"], epsilons, batch_size,
+                                    bool(settings.get("exact", True)))
     if settings.get("rubbish"):
         rows.append(rubbish_row(model, x.shape[1:], int(settings["rubbish"]), batch_size))
     if hasattr(model, "members"):
         rows += one_member_rows(model, x, y, epsilons, as_clip(config["attack"].get("clip")), batch_size)
     clean_error = clean_scores(model, x, y, batch_size)[0]
-    return {"rows": [{"job_id": job_id, **row, "clean_error": clean_error} for row in rows]}
+    checks = []
+    if settings.get("diagnostics"):
+        curve = store.read_metrics(Path(job_dir))["curve"]
+        checks = check_rows(job_id, job_diagnostics(model, x, y, rows, fooled, epsilons, curve, settings))
+    return {"rows": [{"job_id": job_id, **row, "clean_error": clean_error} for row in rows] + checks}
+
+
+def transfer_checks(evaluations: pd.DataFrame, transfer: pd.DataFrame, clip: str, threshold: float
+                    ) -> list[dict]:
+    """Per target job: other jobs' FGSM examples against its own FGSM error, at every ε both tables have, with
+    the transfer stage's clipping."""
+    own = evaluations[(evaluations["evaluation"] == "fgsm") & (evaluations["clip"] == clip)]
+    others = transfer[transfer["source"] != transfer["target"]]
+    rows = []
+    for job_id, group in own.groupby("job_id"):
+        crafted = others[others["target"] == job_id]
+        gaps = [diagnostics.transfer_beats_white_box(crafted[(crafted["eps"] - r.eps).abs() < 1e-9]["error"],
+                                                     r.error, threshold)
+                for r in group.itertuples() if r.eps > 0]
+        gaps = [g for g in gaps if g.value != float("-inf")]
+        if gaps:
+            rows += check_rows(job_id, {"transfer": max(gaps, key=lambda g: g.value)})
+    return rows
 
 
 def evaluation_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: bool = False
                      ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """evaluations.csv over the complete jobs, one part per job, recomputed only where the job's checkpoint, the
-    settings or this stage's code changed. Its W&B run holds the table. Returns it and the failed tasks' reasons."""
+    """evaluations.csv and diagnostics.csv over the complete jobs, one part per job, recomputed only where the
+    job's checkpoint, the settings or this stage's code changed. Its W&B run holds both tables. Returns the
+    evaluations and the failed tasks' reasons."""
     metrics = complete_jobs(sweep_dir, jobs)
     settings = OmegaConf.to_container(cfg.evaluation, resolve=True)
     gpus = settings.pop("gpu", 0)
@@ -114,9 +250,17 @@ def evaluation_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: b
             inputs = {"job": checkpoints(sweep_dir, [job.id], metrics), "code": fingerprint(EVALUATION_SOURCES),
                       **settings}
             calls[part_key(inputs)] = (job.id, str(job_dir(sweep_dir, job)), settings)
-    table, outcome = table_from_parts(sweep_dir, "evaluation", evaluate_job, calls, COLUMNS, gpus=gpus,
-                                      retries=cfg.retries, force=force)
+    parts, outcome = table_from_parts(sweep_dir, "evaluation", evaluate_job, calls, COLUMNS + DIAGNOSTICS_COLUMNS[1:],
+                                      gpus=gpus, retries=cfg.retries, force=force)
     stage_failures("evaluation", outcome)
+    is_check = parts["check"].notna()
+    table, checks = parts.loc[~is_check, COLUMNS], parts.loc[is_check, DIAGNOSTICS_COLUMNS]
+    transfer = read_table(sweep_dir / TRANSFER)
+    if settings.get("diagnostics") and cfg.transfer.enabled and len(transfer):
+        extra = transfer_checks(table, transfer, clip_name(cfg.transfer.clip), settings["diagnostics"]["transfer"])
+        checks = pd.concat([checks, pd.DataFrame(extra, columns=DIAGNOSTICS_COLUMNS)], ignore_index=True)
+    checks = checks.astype({"flag": bool}).sort_values(["job_id", "check"], kind="stable")
     store.atomic_write(sweep_dir / EVALUATIONS, lambda tmp: table.to_csv(tmp, index=False))
-    log_stage(sweep_dir, jobs, "evaluation", {"evaluations": table})
+    store.atomic_write(sweep_dir / DIAGNOSTICS, lambda tmp: checks.to_csv(tmp, index=False))
+    log_stage(sweep_dir, jobs, "evaluation", {"evaluations": table, "diagnostics": checks})
     return table, outcome.failed

@@ -69,6 +69,7 @@ def report_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job]) -> Path:
     from pipeline.paper.figures import draw_figures
     from pipeline.paper.results import Results
     from pipeline.report import PLOTS, write_report
+    from pipeline.stages.evaluate import DIAGNOSTICS
 
     steps = Progress("report", 5)
     steps.show(0, 1, 0)
@@ -79,7 +80,8 @@ def report_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job]) -> Path:
     results = Results.of({job.id: job.config for job in complete}, summary,
                          enabled_table(cfg, "transfer", sweep_dir / TRANSFER),
                          enabled_table(cfg, "evaluation", sweep_dir / EVALUATIONS),
-                         enabled_table(cfg, "transfer", sweep_dir / TRANSFER_SETTINGS))
+                         enabled_table(cfg, "transfer", sweep_dir / TRANSFER_SETTINGS),
+                         enabled_table(cfg, "evaluation", sweep_dir / DIAGNOSTICS))
     (sweep_dir / PLOTS).mkdir(parents=True, exist_ok=True)
     report_cfg = cfg.report
     steps.show(1, 1, 0)
@@ -90,7 +92,8 @@ def report_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job]) -> Path:
                               list(cfg.transfer.epsilons))
     steps.show(3, 1, 0)
     stale = [job.setting for job in complete if not made_by_this_code(metrics[job.id])]
-    report = write_report(sweep_dir, cfg.sweep.name, results, failed_jobs(sweep_dir, jobs, metrics), examples, figures, stale)
+    report = write_report(sweep_dir, cfg.sweep.name, results, failed_jobs(sweep_dir, jobs, metrics), examples, figures,
+                          stale, cfg.evaluation.get("diagnostics", {}).get("eps", 0.25))
     steps.show(4, 1, 0)
     log_stage(sweep_dir, jobs, "summary", {"summary": summary}, sorted((sweep_dir / PLOTS).glob("*.png")), html=report)
     steps.show(5, 0, 0)

@@ -1,0 +1,105 @@
+"""Did the attacks work? One function per check; each returns a `Check`: the measured value, its threshold and a
+flag (value above threshold). The evaluation stage runs them on every job (diagnostics.csv), the report shows
+them. Thresholds live in conf/sweep.yaml (`evaluation.diagnostics`), each with the reason for its value.
+
+Anchors: AutoAttack's `checks.py` (random outputs, probability outputs, zero gradients, Square beating the
+white-box attacks), Pintor et al. 2022 (Indicators of Attack Failure: unavailable gradients, unstable
+predictions, unconstrained attack failure, incomplete optimization) and Carlini et al. 2019 (iterative ≥
+single-step, error rises with ε, unbounded attacks reach 100%, more steps do not help, white-box ≥ black-box and
+transfer). A model whose logits are affine in x has an exact answer, and no attack may fall short of it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from pipeline.attacks import Clip, apgd, input_gradient, predict
+from pipeline.contract import output_variation, probability_share
+
+
+@dataclass(frozen=True)
+class Check:
+    value: float
+    threshold: float
+
+    @property
+    def flag(self) -> bool:
+        return bool(self.value > self.threshold)
+
+
+def single_step_gap(strongest: float, fgsm: float, threshold: float) -> Check:
+    """strongest − FGSM error: a large gap means FGSM (the paper's attack) overstates robustness (masking)."""
+    return Check(strongest - fgsm, threshold)
+
+
+def monotone_in_eps(errors_by_eps: Sequence[tuple[float, float]], threshold: float) -> Check:
+    """The largest fall of an attack's error from one ε to the next larger one: a bigger ball holds every point
+    of a smaller one, so a working attack's error never falls."""
+    errors = [error for _, error in sorted(errors_by_eps)]
+    return Check(max([a - b for a, b in zip(errors, errors[1:])], default=0.0), threshold)
+
+
+def unbounded(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, threshold: float,
+              generator: torch.Generator | None = None) -> Check:
+    """The share APGD at ε = 1 on [0, 1] (every image reachable) leaves correctly classified: an attack that
+    cannot fool a model without a budget is not being led by the gradient (Pintor et al.'s unconstrained
+    attack failure)."""
+    adv = apgd(model, x, y, 1.0, steps=steps, clip=(0.0, 1.0), generator=generator)
+    return Check(float((predict(model, adv)[1] == y).float().mean()), threshold)
+
+
+def black_box(square_new: int, examples: int, threshold: float) -> Check:
+    """The share Square (no gradients) fooled after every gradient attack had its turn (AutoAttack's
+    `check_square_sr`, RobustBench's mark of an unreliable evaluation at 0.2 points)."""
+    return Check(square_new / max(examples, 1), threshold)
+
+
+def transfer_beats_white_box(transfer_errors: Sequence[float], fgsm: float, threshold: float) -> Check:
+    """The largest error FGSM examples crafted on other models cause on this one, less its own FGSM error at the
+    same ε and clipping: the model's own gradient should be the better guide."""
+    return Check(max(transfer_errors, default=float("-inf")) - fgsm, threshold)
+
+
+def convergence(model: nn.Module, x: torch.Tensor, y: torch.Tensor, standing: torch.Tensor, eps: float,
+                clip: Clip, steps: int, sample: int, threshold: float,
+                generator: torch.Generator | None = None) -> Check:
+    """The error (of the whole set) APGD with `steps` (twice the evaluation's) adds on the examples every attack
+    left standing, estimated on at most `sample` of them: gains mean the attacks stopped short (Pintor et al.'s
+    incomplete optimization)."""
+    index = standing.nonzero().squeeze(1)
+    if len(index) == 0 or eps == 0:
+        return Check(0.0, threshold)
+    index = index[torch.randperm(len(index), generator=generator)[:sample]]
+    adv = apgd(model, x[index], y[index], eps, steps=steps, clip=clip, generator=generator)
+    gained = float((predict(model, adv)[1] != y[index]).float().mean())
+    return Check(gained * len(standing.nonzero()) / len(x), threshold)
+
+
+def zero_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threshold: float) -> Check:
+    """The share of examples whose input gradient is zero everywhere (AutoAttack's `check_zero_gradients`)."""
+    grad, _ = input_gradient(model, x, y)
+    return Check(float((grad.flatten(1).abs().sum(dim=1) == 0).float().mean()), threshold)
+
+
+def stochastic_outputs(model: nn.Module, x: torch.Tensor, threshold: float) -> Check:
+    """The largest difference between two eval-mode passes on the same inputs (AutoAttack's `check_randomized`)."""
+    return Check(output_variation(model, x), threshold)
+
+
+@torch.no_grad()
+def probability_outputs(model: nn.Module, x: torch.Tensor, threshold: float) -> Check:
+    """The share of output rows that look like probabilities, not logits (AutoAttack's `check_range_output`)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return Check(probability_share(model(x)), threshold)
+    finally:
+        model.train(was_training)
+
+
+def exact_gap(exact: float, strongest: float, threshold: float) -> Check:
+    """exact − strongest on a model affine in x: anything above 0 is an attack failure."""
+    return Check(exact - strongest, threshold)
