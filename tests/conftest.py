@@ -137,17 +137,22 @@ def train_briefly(tmp_path: Path, *overrides: str, batches: int | None = None) -
             "cfg": cfg, "data": data, "steps": trainer.global_step}
 
 
-def environment(**env: str) -> dict[str, str]:
+def environment(**env: str | None) -> dict[str, str]:
     """The environment of a command a test starts: this checkout's code first on the path (from any folder), W&B
-    disabled unless `env` says otherwise."""
+    disabled unless `env` says otherwise (a variable given as None is removed)."""
     result = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     path = [str(ROOT), *filter(None, result.get("PYTHONPATH", "").split(os.pathsep))]
-    result.update({"WANDB_MODE": "disabled", "PYTHONIOENCODING": "utf-8", "PYTHONPATH": os.pathsep.join(path), **env})
+    result.update({"WANDB_MODE": "disabled", "PYTHONIOENCODING": "utf-8", "PYTHONPATH": os.pathsep.join(path)})
+    for name, value in env.items():
+        if value is None:
+            result.pop(name, None)
+        else:
+            result[name] = value
     return result
 
 
 def run_command(args: Sequence[str], timeout: float = 300, cwd: Path | None = None,
-                **env: str) -> subprocess.CompletedProcess:
+                **env: str | None) -> subprocess.CompletedProcess:
     """`python -m <args>` as a user runs it, in `cwd` (default: a fresh temporary folder, so that what the command
     writes relative to its folder, such as Hydra's outputs/, never lands in the checkout)."""
     with tempfile.TemporaryDirectory(prefix="harness-cwd-") as scratch:
