@@ -234,8 +234,8 @@ print(json.dumps({"results": outcome.results, "failed": outcome.failed}))
 def test_quarter_gpu_tasks_share_the_gpu(tmp_path):
     """Two tasks asking for a quarter of the one GPU each wait for the other to be running: they finish only if Ray
     ran them together (a whole-GPU request would keep the second queued until the first gave up)."""
-    result = subprocess.run([sys.executable, "-c", TOGETHER, str(tmp_path), "0.25", "2", "300"],
-                            env=environment(RAY_USAGE_STATS_ENABLED="0"), capture_output=True, text=True, timeout=400)
+    result = subprocess.run([sys.executable, "-c", TOGETHER, str(tmp_path), "0.25", "2", "600"],
+                            env=environment(RAY_USAGE_STATS_ENABLED="0"), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["failed"] == {}
