@@ -46,7 +46,7 @@ def epochs_saved(sweep_dir: Path) -> int:
 def uninterrupted(tmp_path_factory) -> dict:
     sweep_dir = tmp_path_factory.mktemp("uninterrupted")
     result = subprocess.run(command(sweep_dir), cwd=sweep_dir, env=environment(), capture_output=True, text=True,
-                            timeout=600)
+                            timeout=1200)
     assert result.returncode == 0, result.stderr[-2000:]
     return metrics(sweep_dir)
 
@@ -73,7 +73,7 @@ def test_a_killed_job_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_r
     assert not glob.glob(f"{tmp_path}/jobs/*/{store.METRICS}")
 
     again = subprocess.run(command(tmp_path), cwd=tmp_path, env=environment(), capture_output=True, text=True,
-                           timeout=600)
+                           timeout=1200)
     assert again.returncode == 0, again.stderr[-2000:]
     resumed = metrics(tmp_path)
     assert resumed["resumed_from_epoch"] == done and resumed["epochs_this_attempt"] == uninterrupted["epochs"] - done
