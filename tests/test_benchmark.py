@@ -205,7 +205,7 @@ def test_jobs_asking_for_a_whole_gpu_run_one_at_a_time():
     assert whole["most_at_once"] == 1
 
 
-# Tasks that meet: each marks itself running and waits until `want` tasks are running at once (or `patience` s).
+# Tasks that meet: each marks itself started and waits until `want` tasks have started (or `patience` s).
 TOGETHER = """
 import json, os, sys, time
 from pathlib import Path
@@ -218,9 +218,7 @@ def together(folder, key, want, patience):
     deadline = time.monotonic() + patience
     while len(list(Path(folder).iterdir())) < want and time.monotonic() < deadline:
         time.sleep(0.05)
-    seen = len(list(Path(folder).iterdir()))
-    mark.unlink()
-    return seen, os.environ.get("CUDA_VISIBLE_DEVICES")
+    return len(list(Path(folder).iterdir())), os.environ.get("CUDA_VISIBLE_DEVICES")   # marks stay: both see both
 
 folder, gpus, want, patience = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 connect(None, num_cpus=2, num_gpus=1)
