@@ -142,11 +142,15 @@ def test_attacks_run_in_eval_mode_and_restore_the_mode(softmax_model, training):
     model = Maxout(x.shape[1:], 10, units=16, pieces=2, input_dropout=0.5, hidden_dropout=0.5)
     model.train(training)
     reference = fgsm(copy.deepcopy(model).eval(), x, y, 0.1)
+    reference_curve = fgsm_curve(copy.deepcopy(model).eval(), x, y, [0.1])
     for attack in (lambda: fgsm(model, x, y, 0.1), lambda: pgd(model, x, y, 0.1, 0.1, 1, random_start=False),
                    lambda: fgsm_curve(model, x, y, [0.1])):
         result = attack()
         if isinstance(result, torch.Tensor):
             assert torch.equal(result, reference)                 # no dropout: the attack ran in eval mode
+        else:                                                     # the curve: its predictions without dropout
+            assert torch.equal(result.predictions, reference_curve.predictions)
+            torch.testing.assert_close(result.confidences, reference_curve.confidences)
         assert model.training is training
         assert all(m.training is training for m in model.modules())
 

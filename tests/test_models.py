@@ -59,7 +59,6 @@ def test_rbf_probabilities_are_per_class_and_not_normalized(softmax_model):
     assert (p >= 0).all() and (p <= 1).all()
     sums = p.sum(dim=1)
     assert (sums - 1).abs().max() > 0.1                              # not a softmax
-    assert (sums > 1).any() or (sums < 1).any()
     normalized = RBF(x.shape[1:], 10, normalized=True)
     with torch.no_grad():
         torch.testing.assert_close(normalized.probabilities(normalized(x)).sum(dim=1), torch.ones(len(x)))

@@ -7,24 +7,16 @@ import importlib.util
 import pytest
 import yaml
 
-from conftest import ROOT, run_command
+from conftest import run_command
 from pipeline.config import CONF_DIR
 
 
-def test_pytorch_lightning_is_installed_and_the_unified_lightning_package_is_not():
+def test_the_unified_lightning_package_is_not_installed_beside_pytorch_lightning():
     """Ray Train prefers `lightning.pytorch` when both are installed, and its callbacks then do not match our
     pytorch_lightning Trainer: keep exactly one."""
-    import pytorch_lightning
-
-    assert pytorch_lightning.Trainer
     assert importlib.util.find_spec("lightning") is None
     with pytest.raises(importlib.metadata.PackageNotFoundError):
         importlib.metadata.version("lightning")
-
-
-@pytest.mark.parametrize("folder", ["conf", "pipeline", "jobs", "tests"])
-def test_top_level_folders_exist(folder):
-    assert (ROOT / folder).is_dir()
 
 
 @pytest.mark.parametrize("group", ["data", "model", "regularizer", "attack", "optimizer", "trainer", "logger", "callbacks"])

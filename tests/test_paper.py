@@ -20,6 +20,7 @@ from pipeline.paper.figures import kinks, logistic_figure, logits_along_fgsm, pl
 from pipeline.paper.results import Results
 from pipeline.paper.quantities import Transferred
 from pipeline.paper.verdicts import FAIL, NOT_RUN, ONE_SEED, PASS, UNCLEAR, VERDICTS, claims_table, verdict_word
+from tests.support.embedded import embedded_pngs
 
 
 def paper_config(option: str, seed: int = 0, *overrides: str) -> dict:
@@ -358,10 +359,11 @@ def test_cpu_experiment_reproduces_the_qualitative_claims(cpu_sweep):
 
 @pytest.mark.slow
 def test_cpu_experiment_draws_every_figure(cpu_sweep):
+    embedded = embedded_pngs((cpu_sweep / "report.html").read_text())
     for name in ("fig2_logistic.png", "fig3_filters.png", "fig4_logits_maxout.png", "fig4_logits_softmax.png",
                  "rubbish_mnist5k.png", "ensemble_mnist5k.png", "l1_sweep_mnist5k.png"):
         assert nontrivial_png(cpu_sweep / "plots" / name), name
-        assert f"plots/{name}" in (cpu_sweep / "report.html").read_text()
+        assert embedded[f"plots/{name}"] == (cpu_sweep / "plots" / name).read_bytes(), name   # the plot, in the page
 
 
 @pytest.mark.slow

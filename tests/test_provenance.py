@@ -2,6 +2,12 @@
 reuses them by default, and `rerun=stale` retrains exactly those. Job ids do not depend on the code."""
 from __future__ import annotations
 
+import importlib.metadata
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 from hydra import compose
 from omegaconf import open_dict
@@ -12,6 +18,8 @@ from pipeline.stages.plan import plan
 from pipeline.stages.report import report_stage
 from pipeline.stages.sweep_dir import job_dir
 from pipeline.stages.train import run_jobs
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def stale_sweep():
@@ -34,23 +42,40 @@ def attempts(sweep_dir, job) -> int:
     return len(store.read_attempts(job_dir(sweep_dir, job)))
 
 
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_metrics_record_the_code_that_made_them(jobs, tmp_path):
     run_jobs(jobs, tmp_path)
     code = store.read_metrics(job_dir(tmp_path, jobs[0]))["code"]
-    assert code["fingerprint"] == provenance.fingerprint() and len(code["fingerprint"]) == 12
-    assert code["commit"] is None or len(code["commit"].split("+")[0]) == 40
-    assert code["version"] == "0.1.0"
+    assert re.fullmatch(r"[0-9a-f]{12}", code["fingerprint"])
+    assert code["version"] == importlib.metadata.version("harness")
+    if shutil.which("git") and subprocess.run(["git", "rev-parse"], cwd=ROOT, capture_output=True).returncode == 0:
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "pipeline")
+        assert code["commit"] == git("rev-parse", "HEAD") + ("+dirty" if dirty else "")
+    else:                                                            # not a checkout (an sdist, a copied tree)
+        assert code["commit"] is None
 
 
-def test_the_fingerprint_follows_the_sources(tmp_path, monkeypatch):
+def test_the_fingerprint_follows_the_sources_that_decide_a_job(tmp_path, monkeypatch):
+    """On a copy of the package: editing a job's source changes the fingerprint, editing another file does not."""
     package = tmp_path / "pipeline"
-    (package / "attacks").mkdir(parents=True)
-    for name in ("data.py", "attacks/fgsm.py"):
-        (package / name).write_text("x = 1\n")
+    shutil.copytree(provenance.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(provenance, "PACKAGE", package)
-    before = provenance.fingerprint.__wrapped__(("data.py", "attacks"))
-    (package / "attacks" / "fgsm.py").write_text("x = 2\n")
-    assert provenance.fingerprint.__wrapped__(("data.py", "attacks")) != before
+    fingerprint = provenance.fingerprint.__wrapped__
+    original = fingerprint()
+    assert original == provenance.fingerprint()                     # the copy is the running code
+    with (package / "report" / "document.py").open("a") as other:   # not a source of a job's numbers
+        other.write("# a comment\n")
+    assert fingerprint() == original
+    with (package / "attacks" / "fgsm.py").open("a") as attack:     # a source inside a listed folder
+        attack.write("# a comment\n")
+    changed = fingerprint()
+    assert changed != original
+    with (package / "models.py").open("a") as model:                # a listed file
+        model.write("# a comment\n")
+    assert fingerprint() not in (original, changed)
 
 
 def test_stale_jobs_are_named_reused_by_default_and_retrained_with_rerun_stale(jobs, tmp_path, monkeypatch, capsys):

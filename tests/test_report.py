@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.report.document import CSP, Document
+from pipeline.report.document import Document
 from pipeline.plotting import pyplot, save
 from tests.support.chromium import Browser
 
@@ -144,8 +144,16 @@ def test_contents_link_every_heading_in_both_renderings(tmp_path):
 
 
 def test_the_page_declares_it_loads_nothing_but_itself(tmp_path):
+    """The policy forbids what a page copied alone must not do: load anything from outside itself (no remote or
+    relative `src`), connect anywhere (`connect-src` falls back to `default-src 'none'`) or run scripts."""
     markup = report(tmp_path).html(tmp_path)
-    assert f'<meta http-equiv="Content-Security-Policy" content="{CSP}">' in markup
+    head = markup[:markup.index("</head>")]
+    policy = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', head).group(1)
+    directives = {name: sources for name, *sources in (d.split() for d in policy.split(";") if d.strip())}
+    assert directives["default-src"] == ["'none'"]           # every kind not named below: scripts, fetches, fonts
+    assert directives["img-src"] == ["data:"]                # images only from the page itself
+    assert set(directives) <= {"default-src", "img-src", "style-src"}, policy   # nothing reopened (connect-src...)
+    assert set(directives.get("style-src", [])) <= {"'unsafe-inline'"}, policy  # styles only inline
     assert "<script" not in markup and "<link" not in markup
 
 

@@ -4,23 +4,26 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
-import sys
+from glob import glob
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
 import pytest
 
+from conftest import run_command
 from pipeline.cluster.local import RayCluster
 from tests.support.chromium import load_page
+from tests.support.embedded import PNG, embedded_pngs
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def run(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env={**os.environ, **env, "WANDB_MODE": "offline"},
-                          capture_output=True, text=True, timeout=timeout)
+def run(args: list[str], env: dict[str, str], timeout: float = 600, cwd: Path | None = None
+        ) -> subprocess.CompletedProcess:
+    return run_command(args, timeout=timeout, cwd=cwd, **{**env, "WANDB_MODE": "offline"})
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +43,14 @@ def sweep(cluster, tmp_path_factory):
     second = run(args, cluster.env)
     assert second.returncode == 0, second.stderr[-3000:]
     return sweep_dir, first, second, report
+
+
+@pytest.fixture
+def sweep_copy(sweep, tmp_path) -> Path:
+    """A copy of the finished sweep, for tests that run a stage on it (the shared one stays as the sweep left it)."""
+    copy = tmp_path / "smoke"
+    shutil.copytree(sweep[0], copy)
+    return copy
 
 
 def job_metrics(sweep_dir: Path) -> list[dict]:
@@ -97,9 +108,11 @@ def test_report_files(sweep):
     summary = pd.read_csv(sweep_dir / "summary.csv")
     assert len(summary) == 6 * 7                     # job x eval.epsilons
     html = (sweep_dir / "report.html").read_text()
+    embedded = embedded_pngs(html)
     for plot in ("error_vs_eps.png", "confidence_vs_eps.png", "transfer_eps0.25.png"):
-        assert (sweep_dir / "plots" / plot).stat().st_size > 5000
-        assert plot in html
+        drawn = (sweep_dir / "plots" / plot).read_bytes()
+        assert drawn.startswith(PNG) and len(drawn) > 5000
+        assert embedded[f"plots/{plot}"] == drawn                   # the plot itself is in the page, not its name
     assert len(list((sweep_dir / "plots").glob("examples_*.png"))) == 6
     assert "Paper vs this run" in html
     softmax = summary[(summary["model"] == "softmax") & (summary["regularizer"] == "none") & (summary["eps"] == 0.25)]
@@ -127,17 +140,20 @@ def test_wandb_runs_share_the_sweep_group_and_hold_the_transfer_table(sweep):
     assert len(train) >= 6 and {r.group for r in runs} == {"smoke"}
     transfer = [r for r in runs if r.job_type == "transfer"]
     assert transfer, "no transfer run"
-    table = transfer[-1].table("transfer")
-    assert len(table["data"]) == len(pd.read_csv(sweep_dir / "transfer.csv"))
+    rows = len(pd.read_csv(sweep_dir / "transfer.csv"))
+    assert all(len(run.table("transfer")["data"]) == rows for run in transfer)   # each run of the stage
 
 
-def test_transfer_stage_recomputes_the_same_table(sweep, cluster):
-    sweep_dir = sweep[0]
-    before = pd.read_csv(sweep_dir / "transfer.csv")
-    result = run(["jobs.transfer", f"dir={sweep_dir}", "cluster=ray", f"cluster.address={cluster.address}",
-                  ], cluster.env)
+def test_transfer_stage_recomputes_the_same_table(sweep, sweep_copy, cluster, tmp_path):
+    """`python -m jobs.transfer dir=<sweep>` with its parts removed computes every part again, the same table."""
+    shutil.rmtree(sweep_copy / "parts" / "transfer")
+    result = run(["jobs.transfer", f"dir={sweep_copy}", "cluster=ray", f"cluster.address={cluster.address}"],
+                 cluster.env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    pd.testing.assert_frame_equal(before, pd.read_csv(sweep_dir / "transfer.csv"))
+    pd.testing.assert_frame_equal(pd.read_csv(sweep[0] / "transfer.csv"), pd.read_csv(sweep_copy / "transfer.csv"))
+    meta = json.loads((sweep_copy / "transfer.json").read_text())
+    assert meta["computed"] == meta["tasks"] == 1 and meta["reused"] == 0
+    assert list(tmp_path.glob("outputs/stages/*"))                      # Hydra's folder: where the command ran
 
 
 @pytest.mark.parametrize("stage", ["jobs.transfer", "jobs.report"])
@@ -145,3 +161,52 @@ def test_stages_refuse_a_directory_that_is_not_a_sweep(stage, tmp_path):
     result = run([stage, f"dir={tmp_path}"], {})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: dir=")
+
+
+# --- the main job, as the README runs it ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def main_job(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """`python -m jobs.sweep` with its defaults, in a fresh folder, with no W&B key configured (a fresh home)."""
+    folder = tmp_path_factory.mktemp("main")
+    home = folder / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "MPLCONFIGDIR": matplotlib.get_configdir()}     # (the font cache is kept)
+    result = run_without_wandb_key(["jobs.sweep"], env, folder, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, result
+
+
+def run_without_wandb_key(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300
+                          ) -> subprocess.CompletedProcess:
+    unset = {name: None for name in [*os.environ, "WANDB_MODE"] if name.startswith("WANDB_")}
+    return run_command(args, timeout=timeout, cwd=cwd, **{**unset, **env})
+
+
+def test_the_main_job_writes_the_report_where_the_readme_says(main_job):
+    folder, result = main_job
+    sweep_dir = folder / "outputs" / "sweeps" / "main"
+    assert (sweep_dir / "report.html").stat().st_size > 0 and (sweep_dir / "report.md").exists()
+    assert "[sweep] trained 6, reused 0, failed 0" in result.stderr
+    summary = pd.read_csv(sweep_dir / "summary.csv")
+    assert set(zip(summary["model"], summary["regularizer"])) == {(m, r) for m in ("softmax", "maxout", "rbf")
+                                                                  for r in ("none", "adversarial")}
+    assert summary["eps"].min() == 0 and summary["eps"].max() == pytest.approx(0.3)
+    transfer = pd.read_csv(sweep_dir / "transfer.csv")
+    assert transfer["source"].nunique() == transfer["target"].nunique() == 6
+    assert len(glob(f"{sweep_dir}/jobs/*/wandb/offline-run-*")) == 6          # no key: W&B offline
+
+
+def test_report_stage_rebuilds_the_report_and_names_the_wandb_sync_command_without_a_key(main_job):
+    """`python -m jobs.report dir=outputs/sweeps/main wandb.report=true`, as the README runs it, with no key."""
+    folder, _ = main_job
+    sweep_dir = folder / "outputs" / "sweeps" / "main"
+    written = (sweep_dir / "report.md").read_text()
+    result = run_without_wandb_key(["jobs.report", "dir=outputs/sweeps/main", "wandb.report=true"],
+                                   {"HOME": str(folder / "home"), "MPLCONFIGDIR": matplotlib.get_configdir()}, folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (sweep_dir / "report.md").read_text() == written
+    sync = next(line.strip() for line in result.stdout.splitlines() if line.strip().startswith("wandb sync "))
+    named = sorted(Path(path).resolve() for path in sync.split()[2:])
+    assert named == sorted(path.resolve() for path in sweep_dir.glob("**/wandb/offline-run-*"))
+    assert len([path for path in named if "/jobs/" in str(path)]) == 6

@@ -118,10 +118,10 @@ def test_early_stopping_on_the_fgsm_validation_error_keeps_the_best_epoch(tmp_pa
 
 
 def test_run_job_accepts_a_config_without_choices(tmp_path):
-    cfg = compose("logger=none", "trainer.max_epochs=1", "data.limit=100", "eval.epsilons=[0.1]")
+    cfg = compose("logger=none", "trainer.max_epochs=3", "data.limit=300", "eval.epsilons=[0.1]")
     with open_dict(cfg):
         cfg.choices = {}                                           # as conf/config.yaml has it
-    assert run_job(cfg, tmp_path / "job")["clean_error"] <= 1
+    assert run_job(cfg, tmp_path / "job")["clean_error"] < 0.5     # it learned: chance is 0.9 for ten digits
 
 
 def test_wandb_offline_run_records_history_and_the_curve_table(tmp_path, monkeypatch):

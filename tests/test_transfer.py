@@ -1,5 +1,6 @@
 """The transfer stage at scale: seed-matched pairs (linear in seeds) or all pairs, setting filters, one load per
-model and task, parts reused until their inputs change, and the per-setting table with its interval.
+model and task, parts reused until their inputs change, and the per-setting table with its interval. The evaluation
+stage's parts are reused the same way.
 
 Jobs are real job directories made by `run_job` with zero training epochs (initialised models, real digits), and
 the stage runs in this process (no Ray: the task runner runs the tasks one after another).
@@ -17,8 +18,9 @@ from pipeline import store
 from pipeline.config import hydra_context
 from pipeline.errors import ConfigError
 from pipeline.job import run_job
+from pipeline.stages.evaluate import evaluation_stage
 from pipeline.stages.plan import plan
-from pipeline.stages.sweep_dir import TRANSFER_META, TRANSFER_SETTINGS, job_dir, read_table
+from pipeline.stages.sweep_dir import PARTS, TRANSFER_META, TRANSFER_SETTINGS, job_dir, read_table
 from pipeline.stages.transfer import transfer_stage
 
 SEEDS = 3
@@ -113,3 +115,47 @@ def test_per_setting_table_averages_seeds_with_an_interval(sweep):
     cell = settings[(settings["source"] == "maxout") & (settings["target"] == "softmax") & (settings["eps"] == 0.25)]
     assert cell["error"].item() == pytest.approx(rows["error"].mean())
     assert cell["error_half"].item() > 0 or rows["error"].nunique() == 1
+
+
+def evaluation_parts(sweep_dir, *extra: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The evaluation stage with one cheap attack on the last seed's two jobs; returns its table and each part
+    file's inode and mtime."""
+    cfg, jobs = sweep_config("evaluation.rubbish=100", *extra)
+    with open_dict(cfg):
+        cfg.evaluation.attacks = {"fgsm": {"_target_": "pipeline.attacks.FGSM", "craft_with": "true"}}
+    table, failed = evaluation_stage(cfg, sweep_dir, evaluated(jobs))
+    assert failed == {}
+    files = sorted((sweep_dir / PARTS / "evaluation").glob("*.csv"))
+    return table, {path.stem: (path.stat().st_ino, path.stat().st_mtime_ns) for path in files}
+
+
+def evaluated(jobs: list) -> list:
+    return [job for job in jobs if job.config["seed"] == SEEDS - 1]
+
+
+def test_evaluation_parts_are_reused_until_a_checkpoint_a_setting_or_the_code_changes(sweep, monkeypatch):
+    sweep_dir, jobs = sweep[0], evaluated(sweep[1])
+    assert len(jobs) == 2
+    first, parts = evaluation_parts(sweep_dir)
+    assert len(parts) == len(jobs) and set(first["job_id"]) == {job.id for job in jobs}
+    again, reused = evaluation_parts(sweep_dir)
+    assert reused == parts                                      # no part written again
+    pd.testing.assert_frame_equal(first, again)
+    # one job trained again (one more epoch): its part alone is computed again, from its new checkpoint
+    job = jobs[-1]
+    config = json.loads(json.dumps(job.config))
+    config["trainer"]["max_epochs"] = 1
+    retrained = run_job(OmegaConf.create(config), job_dir(sweep_dir, job))
+    table, after = evaluation_parts(sweep_dir)
+    assert len(after) == len(parts) and len(set(after) - set(parts)) == 1
+    assert {key: after[key] for key in set(after) & set(parts)} == {key: parts[key] for key in set(after) & set(parts)}
+    rows = table[table["job_id"] == job.id]
+    assert rows["clean_error"].eq(retrained["clean_error"]).all()             # not the stale part's numbers
+    assert not rows["clean_error"].eq(first.loc[first["job_id"] == job.id, "clean_error"].iloc[0]).all()
+    # a setting of the stage changed: every part again
+    _, changed = evaluation_parts(sweep_dir, "evaluation.epsilons=[0.1]")
+    assert not set(changed) & set(after)
+    # the stage's own code changed: every part again
+    monkeypatch.setattr("pipeline.stages.evaluate.fingerprint", lambda sources: "other code")
+    _, recoded = evaluation_parts(sweep_dir, "evaluation.epsilons=[0.1]")
+    assert len(recoded) == len(jobs) and not set(recoded) & set(changed)
