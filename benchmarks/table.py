@@ -152,7 +152,9 @@ def scale_rows(report: dict[str, Any]) -> list[str]:
                          f"{plan['marginal_ms_per_job']:.2f} ms/job ({small['seconds']:.1f} s, {large['seconds']:.1f} s;"
                          f" {large['composed']} Hydra compositions)",
                          f"Hydra composing each job: {plan['reference_ms_per_job']:.1f} ms/job",
-                         f"{plan['speedup']:.0f}× faster", "≤ 3 ms/job", verdict(plan)))
+                         # no speedup when noise makes the marginal cost ≤ 0 (the larger plan was not slower)
+                         f"{plan['speedup']:.0f}× faster" if plan["speedup"] is not None else "within noise",
+                         "≤ 3 ms/job", verdict(plan)))
         lines.append(row(f"planning: {big['jobs']:,} jobs", "", "",
                          f"{big['seconds']:.1f} s; jobs hold {big['held_bytes'] / 1e6:.1f} MB "
                          f"(peak {big['peak_bytes'] / 1e6:.1f} MB); plan.json {big['plan_bytes'] / 1e6:.1f} MB "

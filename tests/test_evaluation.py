@@ -126,3 +126,21 @@ def test_the_report_shows_each_check_per_setting_and_which_attack_decided():
     order = order_table(evaluations, settings, "0-1", 0.25).set_index("setting")
     assert list(order.columns) == ["fgsm", "apgd", "autoattack:apgd-t", "exact − strongest"]
     assert order.loc["softmax,none", "fgsm"] == "160" and order.loc["softmax,none", "exact − strongest"] == "1.0 pts ⚑"
+
+
+def test_survivors_beyond_autoattacks_limit_are_counted_and_flagged(softmax):
+    """AutoAttack limited to one example: every other survivor of FGSM is reported as unattacked, and the
+    diagnostic says that the autoattack and strongest errors are lower bounds."""
+    model, x, y = softmax
+    x, y, eps = x[:200], y[:200], 0.02
+    config = settings()
+    config["attacks"] = {"fgsm": config["attacks"]["fgsm"], "autoattack": {**config["attacks"]["autoattack"], "limit": 1}}
+    config["diagnostics"]["eps"], config["epsilons"] = eps, [eps]
+    rows, fooled = evaluate_attacks(model, x, y, config["attacks"], config["clips"], [eps], 1000)
+    by_name = {r["evaluation"]: r for r in rows}
+    survivors = round((1 - by_name["fgsm"]["error"]) * len(y))
+    assert survivors > 1
+    assert by_name["autoattack:unattacked"]["error"] == pytest.approx((survivors - 1) / len(y))
+    curve = fgsm_curve(model, x, y, [0.0, eps], clip=None).rows()
+    check = job_diagnostics(model, x, y, rows, fooled, [eps], curve, config)["autoattack_unattacked"]
+    assert check.flag and check.value == pytest.approx((survivors - 1) / len(y))

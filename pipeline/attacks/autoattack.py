@@ -94,6 +94,10 @@ class AutoAttack(Attack):
             whole[component][index[mask]] = True
         return whole
 
+    def unattacked(self, standing: torch.Tensor) -> int:
+        """How many of the examples `standing` `after` leaves out (beyond `limit`)."""
+        return max(0, int(standing.sum()) - self.limit) if self.limit is not None else 0
+
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The adversarial points and, per component, the examples it fooled that the ones before it did not."""

@@ -131,7 +131,8 @@ TRUST = ("Each check of pipeline/diagnostics.py per setting: its value (mean ove
          "every gradient attack; transfer: other models' FGSM examples above the model's own FGSM error; convergence: "
          "error APGD with twice the steps adds on the survivors; zero_gradients: share of all-zero input gradients; "
          "probabilities: share of output rows that are probabilities; exact_gap: exact − strongest on a model "
-         "affine in x (any gap is an attack failure). Single-ε checks read evaluation.diagnostics.eps, clipped to "
+         "affine in x (any gap is an attack failure); autoattack_unattacked: share of the examples left standing that "
+         "AutoAttack's `limit` did not attack (flagged: autoattack and strongest are lower bounds). Single-ε checks read evaluation.diagnostics.eps, clipped to "
          "[0, 1].")
 
 

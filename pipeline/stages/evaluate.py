@@ -51,6 +51,7 @@ COLUMNS = ["job_id", "evaluation", "clip", "eps", "error", "confidence", "confid
 DIAGNOSTICS = "diagnostics.csv"     # job_id, check, value, threshold, flag (pipeline/diagnostics.py)
 DIAGNOSTICS_COLUMNS = ["job_id", "check", "value", "threshold", "flag"]
 NAN = float("nan")
+UNATTACKED = "autoattack:unattacked"   # the share of examples left standing that AutoAttack's `limit` skipped
 
 
 def ordered_rows(name: str, rows: list[dict], wrong: torch.Tensor, before: torch.Tensor) -> list[dict]:
@@ -66,11 +67,16 @@ def autoattack_rows(attack: AutoAttack, model: torch.nn.Module, x: torch.Tensor,
     fooled so far (those attacks', then AutoAttack's)."""
     rows, wrong = [], before.clone()
     for k, eps in enumerate(epsilons):
-        for component, fooled in attack.after(model, x, y, eps, ~before[k] & foolable[k]).items():
+        standing = ~before[k] & foolable[k]
+        for component, fooled in attack.after(model, x, y, eps, standing).items():
             wrong[k] |= fooled
             rows.append({"evaluation": f"autoattack:{component}", "clip": clip, "eps": eps,
                          "error": float(wrong[k].float().mean()), "confidence": NAN, "confidence_wrong": NAN,
                          "fooled_new": int(fooled.sum())})
+        # Examples beyond the attack's `limit` were never attacked by it: the error is a lower bound by this share
+        # (the `autoattack_unattacked` diagnostic flags it).
+        rows.append({"evaluation": UNATTACKED, "clip": clip, "eps": eps, "confidence": NAN, "confidence_wrong": NAN,
+                     "error": attack.unattacked(standing) / len(x), "fooled_new": NAN})
     return rows, wrong
 
 
@@ -172,6 +178,9 @@ def job_diagnostics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ro
         return checks
     if fgsm is not None:
         checks["single_step_gap"] = diagnostics.single_step_gap(strongest, fgsm, limits["single_step_gap"])
+    unattacked = error_of(rows, UNATTACKED, clip, eps)
+    if unattacked is not None:
+        checks["autoattack_unattacked"] = diagnostics.Check(unattacked, limits["autoattack_unattacked"])
     square = [r["fooled_new"] for r in rows if r["evaluation"] == "autoattack:square" and r["clip"] == clip
               and abs(r["eps"] - eps) < 1e-9]
     if square:
