@@ -93,6 +93,25 @@ def fit_softmax(x: torch.Tensor, y: torch.Tensor, epochs: int = 5, seed: int = 0
     return model.eval()
 
 
+def train_sgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, regularizer: Any, epochs: int,
+              seed: int | None = 0) -> torch.nn.Module:
+    """Plain SGD (lr .1, momentum .5, batches of 100) on the regularizer's objective, with the model's constraint
+    after each step, as a job's training step does; `seed` reseeds torch first (None: go on from its state)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        for index in torch.randperm(len(y), generator=generator).split(100):
+            optimizer.zero_grad()
+            regularizer.backward(model, x[index], y[index])
+            optimizer.step()
+            if hasattr(model, "constrain"):
+                model.constrain()
+    model.zero_grad(set_to_none=True)
+    return model.eval()
+
+
 @pytest.fixture(scope="session")
 def mnist_splits():
     """Train and test splits of the default data config (mnist5k, 70/10/20)."""

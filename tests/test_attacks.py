@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from pipeline.attacks import APGD, FGSM, PGD, Exact, apgd, autoattack, fgsm, fgsm_curve, pgd, predict, worst_case
+from conftest import train_sgd
 from pipeline.errors import ConfigError
 from pipeline.models import Logistic, Maxout
 from pipeline.regularizers import Adversarial, Regularizer
@@ -35,17 +36,7 @@ def fit_maxout(x: torch.Tensor, y: torch.Tensor, regularizer: Regularizer, epoch
     """A small maxout net (64 units × 5 pieces, the paper's dropout and max-norm) trained with plain SGD on the
     regularizer's objective, as a job's training step does."""
     torch.manual_seed(0)
-    model = Maxout(x.shape[1:], 10, units=64, pieces=5)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(epochs):
-        for index in torch.randperm(len(y), generator=generator).split(100):
-            optimizer.zero_grad()
-            regularizer.backward(model, x[index], y[index])
-            optimizer.step()
-            model.constrain()
-    model.zero_grad(set_to_none=True)
-    return model.eval()
+    return train_sgd(Maxout(x.shape[1:], 10, units=64, pieces=5), x, y, regularizer, epochs, seed=None)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 models whose gradients work and catch models that mask them, and the evaluation's AutoAttack rows."""
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
@@ -10,6 +9,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from conftest import train_sgd
 from pipeline.attacks import fgsm_curve
 from pipeline.config import CONF_DIR
 from pipeline.models import Maxout
@@ -39,21 +39,6 @@ def flags(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float
     return {name: check.value for name, check in checks.items() if check.flag}
 
 
-def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, regularizer: Regularizer, epochs: int) -> nn.Module:
-    torch.manual_seed(0)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(epochs):
-        for index in torch.randperm(len(y), generator=generator).split(100):
-            optimizer.zero_grad()
-            regularizer.backward(model, x[index], y[index])
-            optimizer.step()
-            if hasattr(model, "constrain"):
-                model.constrain()
-    model.zero_grad(set_to_none=True)
-    return model.eval()
-
-
 class Saturated(nn.Module):
     """A trained softmax regression whose logits are scaled by 1000: the same decisions, but cross-entropy
     saturates to exactly 0 in float32 on every confidently classified digit, so its input gradient is 0 there:
@@ -81,7 +66,7 @@ def test_a_model_that_masks_its_gradients_is_flagged(softmax):
 
 def test_a_naive_maxout_raises_no_flag(mnist_splits):
     (x, y), (x_test, y_test) = mnist_splits
-    model = fit(Maxout(x.shape[1:], 10, units=64, pieces=5), x, y, Regularizer(), epochs=4)
+    model = train_sgd(Maxout(x.shape[1:], 10, units=64, pieces=5), x, y, Regularizer(), epochs=4)
     assert flags(model, x_test[:300], y_test[:300]) == {}
 
 
@@ -90,7 +75,7 @@ def test_an_adversarially_trained_maxout_without_dropout_is_flagged(mnist_splits
     adversarial training at ε = .25."""
     (x, y), (x_test, y_test) = mnist_splits
     model = Maxout(x.shape[1:], 10, units=64, pieces=5, input_dropout=0.0, hidden_dropout=0.0)
-    model = fit(model, x[:2000], y[:2000], Adversarial(0.5, EPS), epochs=5)
+    model = train_sgd(model, x[:2000], y[:2000], Adversarial(0.5, EPS), epochs=5)
     assert "single_step_gap" in flags(model, x_test[:200], y_test[:200])
 
 
