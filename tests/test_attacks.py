@@ -271,6 +271,18 @@ def test_apgd_matches_torchattacks_on_a_trained_maxout(maxouts, kind, radii):
         assert ours >= pgd_alone - 0.02, (eps, ours, pgd_alone)
 
 
+@pytest.mark.parametrize("kind, eps", [("naive", 0.1), ("adversarial", 0.25)])   # at .25 the naive net is all fooled
+def test_apgd_matches_autoattacks_apgd_ce_on_a_trained_maxout(maxouts, kind, eps):
+    """Our APGD-CE against the reference's (pyautoattack, APGD-CE alone: 100 steps, one restart), clipped to
+    [0, 1], on 200 digits: error rates within 1 point."""
+    model, x, y = maxouts[kind]
+    x, y = x[:200], y[:200]
+    ours = float(APGD(steps=100, restarts=1).curve(model, x, y, [eps]).error[0])
+    _, fooled_by = autoattack(model, x, y, eps, components=("apgd-ce",))
+    theirs = float(((predict(model, x)[1] != y) | fooled_by["apgd-ce"]).float().mean())
+    assert 0.1 < theirs < 0.99 and abs(ours - theirs) <= 0.01, (ours, theirs)
+
+
 def test_apgd_on_logistic_regression_ends_at_the_fgsm_corner(logistic, pixels):
     """J grows monotonely along ±sign(w), so over the ball it peaks at FGSM's corner x ± ε·sign(w), the point of
     least margin: a digit the corner does not fool is fooled nowhere in the ball, and APGD returns that corner (its
