@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from pipeline.attacks import fgsm_curve, predict
 from pipeline.models import RBF
-from tests.conftest import data_module
+from pipeline.config import compose_job, hydra_context, instantiate
 
 EPS = 0.25
 
@@ -45,9 +45,17 @@ def measure(model: RBF, x, y, clip) -> tuple[float, ...]:
             float(curve.error[0]), float(curve.confidence_wrong[0]))
 
 
+def splits():
+    """The default data config's train and test splits (the embedded 5,000 digits, 70/10/20)."""
+    with hydra_context():
+        cfg = compose_job([])
+    data = instantiate(cfg.data, "data", seed=cfg.seed)
+    data.setup()
+    return data.splits["train"], data.splits["test"]
+
+
 def main() -> None:
-    data = data_module()
-    (x, y), (x_test, y_test) = data.splits["train"], data.splits["test"]
+    (x, y), (x_test, y_test) = splits()
     base = dict(epochs=15, lr=0.05, init_beta=None)
     variants = [("CPU experiment: 15 epochs, lr .05, β₀ = 1/784, unclipped, own cost", base, None, False),
                 ("5 epochs", base | dict(epochs=5), None, False),
