@@ -128,7 +128,8 @@ def check_evaluations(device: str, out: Path, scale: Scale) -> list[dict[str, An
         found = evaluate_job(model, str(out / "jobs" / model), settings)["rows"]
         rows.append({"model": model, "device": str(task_device()), "on_device": task_device().type == device,
                      "seconds": time.perf_counter() - began,
-                     "attacks": sorted({r["evaluation"] for r in found}), "rows": len(found)})
+                     "attacks": sorted({r["evaluation"] for r in found if "evaluation" in r}),   # not the diagnostics
+                     "rows": len(found)})
     return rows
 
 

@@ -93,6 +93,8 @@ def init_run(mode: str, directory: Path | str, **fields: Any) -> Any:
     passes wandb a deprecated `anonymous` setting (a warning in every job) and sets WANDB_MODE in the process."""
     import wandb
 
+    if os.environ.get("WANDB_MODE") == "":   # empty means unset (resolve_mode did so); wandb's Settings refuses it
+        del os.environ["WANDB_MODE"]
     return wandb.init(dir=str(directory), mode=mode, reinit="create_new",
                       settings=wandb.Settings(silent=True, init_timeout=60), **fields)
 

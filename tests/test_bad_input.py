@@ -41,7 +41,7 @@ CASES = {
     "override not in the config": (["nosuchkey=1"], "nosuchkey"),
     "unknown callback": (["callbacks=[nosuch]"], "unknown callbacks 'nosuch'; choose one of: lr_monitor"),
     "unknown logger among several": (["logger=[csv,nosuch]"], "unknown logger 'nosuch'; choose one of: csv"),
-    "a callback that needs a logger, without one": (["callbacks=[lr_monitor]"], "callbacks=[lr_monitor]"),
+    "a callback that needs a logger but has none": (["callbacks=[lr_monitor]"], "callbacks=[lr_monitor]"),
     "unknown experiment": (["jobs.sweep", "experiment=nosuch"], "unknown experiment 'nosuch'"),
     "empty sweep grid": (["jobs.sweep", "sweep.grid.model=", "dir={tmp}/sweep", "plan_only=true"], "sweep.grid.model"),
     "invalid sweep grid": (["jobs.sweep", "sweep.grid.model=a,,(", "dir={tmp}/sweep", "plan_only=true"],

@@ -31,6 +31,12 @@ SKIP = [
     (r"hydra\.launcher\.address=auto", "joins a running Ray cluster"),
     (r"jobs\.benchmark", "a timing benchmark (minutes): tests/test_benchmark.py runs its --quick form"),
     (r"pipeline\.cluster\.local", "runs a Ray cluster until stopped: tests/test_sweep.py starts one"),
+    (r"~/mylab|mynet\.", "needs the user's own package: tests/test_user_models.py writes one and trains it"),
+    (r"model\.path=|zoo\.models=", "needs the user's model files: tests/test_user_models.py makes and evaluates them"),
+    (r"^python my_app\.py", "the user's own Hydra app: tests/test_launcher_suites.py runs Hydra's test apps on it"),
+    (r"data=(folder|arrays|torchvision)", "needs the user's data: tests/test_sources.py writes and reads each kind"),
+    (r"gpu_check\.sh --device cuda", "needs a GPU"),
+    (r"gpu_check\.sh --device cpu", "minutes of CPU: tests/test_gpu_check.py runs it"),
 ]
 
 # The cheap form of each entry point: overrides appended unless the command sets the key itself.

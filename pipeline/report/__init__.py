@@ -158,7 +158,8 @@ def order_table(evaluations: pd.DataFrame, settings: pd.Series, clip: str, eps: 
     rows["setting"] = settings.reindex(rows["job_id"]).to_numpy()
     ordered = rows[rows["fooled_new"].notna() & (rows["evaluation"] != "autoattack")]
     table = ordered.pivot_table(index="setting", columns="evaluation", values="fooled_new", aggfunc="sum")
-    table = table[list(dict.fromkeys(ordered["evaluation"]))].map(lambda n: f"{int(n)}")
+    # "–": the attack did not run on that setting's jobs (AutoAttack's parts only run where examples survived)
+    table = table[list(dict.fromkeys(ordered["evaluation"]))].map(lambda n: "–" if math.isnan(n) else f"{int(n)}")
     exact = rows[rows["evaluation"] == "exact"].groupby("setting")["error"].mean()
     strongest = rows[rows["evaluation"] == "strongest"].groupby("setting")["error"].mean()
     table["exact − strongest"] = (exact - strongest).reindex(table.index).map(
