@@ -328,10 +328,11 @@ def cpu_configs(sweep_dir: Path) -> dict[str, dict]:
     return {entry["id"]: entry["config"] for entry in store.read_json(sweep_dir / PLAN)}
 
 
-def claim_rows(report: str) -> list[list[str]]:
-    """The cells of each row of the report's "Paper vs this run" table (its header and rule left out)."""
+def claim_rows(report: str) -> list[dict[str, str]]:
+    """Each row of the report's "Paper vs this run" table as {column header: cell}."""
     table = report.split("## Paper vs this run")[1].split("\n\n")[1]
-    return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:] if line.startswith("|")]
+    lines = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("|")]
+    return [dict(zip(lines[0], cells)) for cells in lines[2:]]
 
 
 @pytest.mark.slow
@@ -342,16 +343,17 @@ def test_cpu_experiment_report_opens_with_every_claim_and_a_computed_verdict(cpu
     rows = claim_rows(report)
     assert len(rows) == len(CLAIMS)
     for claim, cells in zip(CLAIMS, rows):
-        assert cells[0] == claim.text and verdict_word(cells[-1]) in VERDICTS
+        verdict = cells["verdict"]
+        assert cells["claim"] == claim.text and verdict_word(verdict) in VERDICTS
         gpu_only = claim.data == "cifar10" or "1600" in claim.text
-        assert (verdict_word(cells[-1]) == NOT_RUN) == gpu_only, (claim.text, cells[-1])   # every CPU claim computed
+        assert (verdict_word(verdict) == NOT_RUN) == gpu_only, (claim.text, verdict)   # every CPU claim computed
         if gpu_only:
-            assert cells[-1].startswith("NOT RUN (the sweep has no "), cells[-1]              # and says why not
+            assert verdict.startswith("NOT RUN (the sweep has no "), verdict              # and says why not
 
 
 @pytest.mark.slow
 def test_cpu_experiment_reproduces_the_qualitative_claims(cpu_sweep):
-    verdicts = {cells[0]: cells[-1] for cells in claim_rows((cpu_sweep / "report.md").read_text())}
+    verdicts = {cells["claim"]: cells["verdict"] for cells in claim_rows((cpu_sweep / "report.md").read_text())}
     for start in REPRODUCED:
         claim = next(text for text in verdicts if text.startswith(start))
         assert verdicts[claim] == PASS + ONE_SEED, claim          # one seed: no interval, and the verdict says so
