@@ -47,7 +47,9 @@ def is_pretrained(node: Mapping[str, Any]) -> bool:
 
 def source(path: str | Path) -> Path:
     """The file or job directory, which must exist."""
-    found = Path(path).expanduser().absolute()
+    from pipeline.sources import absolute
+
+    found = Path(absolute(str(path)))
     if not found.exists():
         raise ConfigError(f"model.path={path}: no such file or folder; give a TorchScript or torch.export file, "
                           "a state_dict file (with model.architecture) or a Harness job directory")

@@ -6,7 +6,6 @@ A problem with the input is one line naming the file and what is wrong (ConfigEr
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import inspect
 import shutil
@@ -287,18 +286,13 @@ def content_digest(data: Mapping[str, Any]) -> str | None:
 
 
 def _digest(files: tuple[Path, ...], base: Path | None = None) -> str:
-    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-    return _digest_of(stamp, str(base) if base else None)
+    """One sha256 over the files' own (store.sha256: each read once per process while unchanged, as a sweep plans
+    many jobs on one data set); for a folder its layout (class names) counts too."""
+    from pipeline import store
 
-
-@functools.lru_cache(maxsize=64)
-def _digest_of(stamp: tuple[tuple[str, int, int], ...], base: str | None) -> str:
-    """Cached on the files' names, sizes and times: a sweep plans many jobs on one data set."""
     digest = hashlib.sha256()
-    for name, _, _ in stamp:
-        if base is not None:   # a folder: its layout (class names) counts too
-            digest.update(str(Path(name).relative_to(base)).encode() + b"\0")
-        with open(name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+    for path in files:
+        if base is not None:
+            digest.update(str(path.relative_to(base)).encode() + b"\0")
+        digest.update(store.sha256(path).encode())
     return digest.hexdigest()
