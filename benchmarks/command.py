@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if isinstance(transfer, dict) and "error" not in transfer:
         report["counts"]["transfer"] = transfer
 
-    evaluation = stage("evaluation", lambda: bench_evaluation(sizes.evaluation_examples))
+    evaluation = stage("evaluation", lambda: bench_evaluation(sizes.evaluation_examples,
+                                                                 limits=sizes.autoattack_limits))
     if isinstance(evaluation, dict) and "error" not in evaluation:
         report["counts"]["evaluation"] = {**evaluation, "ok": True}   # timed, not judged
     for name, fn in (("planning", lambda: bench_planning(sizes, judged)),

@@ -28,29 +28,53 @@ def trained(name: str, x: torch.Tensor, y: torch.Tensor, epochs: int) -> torch.n
     return model.eval()
 
 
-def bench_evaluation(examples: int, epochs: int = 2) -> dict[str, Any]:
-    """{model: {attack: seconds (both clippings), "diagnostics": seconds, "total": seconds}} on `examples` test
-    digits."""
+def attack_times(rows: list[dict], epsilons: int) -> dict[str, float]:
+    """Seconds per attack over both clippings (AutoAttack by component; a row's seconds cover every ε)."""
+    times: dict[str, float] = {}
+    for row in rows:
+        if not math.isnan(row.get("seconds", math.nan)) and row["evaluation"] != "autoattack":
+            times[row["evaluation"]] = times.get(row["evaluation"], 0.0) + row["seconds"] / epsilons
+    return times
+
+
+def autoattack_growth(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, limits: tuple[int, ...],
+                      eps: float) -> dict[int, dict[str, float]]:
+    """AutoAttack's seconds per component when it attacks `limit` survivors of FGSM, for each limit: how its cost
+    grows with the examples left standing."""
+    from pipeline.attacks import AutoAttack, fgsm_curve
+
+    standing = fgsm_curve(model, x, y, [eps], clip=(0.0, 1.0)).wrong[0].logical_not()
+    growth = {}
+    for limit in limits:
+        _, seconds = AutoAttack(limit=limit).after(model, x, y, eps, standing)
+        growth[limit] = {**seconds, "attacked": min(limit, int(standing.sum()))}
+    return growth
+
+
+def bench_evaluation(examples: int, epochs: int = 2, limits: tuple[int, ...] = ()) -> dict[str, Any]:
+    """{"per_model": {model: {attack: seconds (both clippings), "diagnostics": seconds, "total": seconds}}} on
+    `examples` test digits, and AutoAttack's cost on the maxout by survivors attacked (`limits`, at ε = .05)."""
     from pipeline.attacks import fgsm_curve
     from pipeline.data import mnist5k
     from pipeline.stages.evaluate import evaluate_attacks, job_diagnostics
 
     settings = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "sweep.yaml").evaluation)
     x, y = mnist5k()
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))   # the file is sorted by digit
+    x, y = x[order], y[order]
     x_train, y_train, x_test, y_test = x[:4000], y[:4000], x[4000:4000 + examples], y[4000:4000 + examples]
-    result = {}
+    result, growth = {}, {}
     for name in ("softmax", "maxout"):
         model = trained(name, x_train, y_train, epochs)
         started = time.perf_counter()
         rows, fooled = evaluate_attacks(model, x_test, y_test, settings["attacks"], settings["clips"],
-                                   settings["epsilons"], settings["batch_size"], settings["exact"])
+                                        settings["epsilons"], settings["batch_size"], settings["exact"])
         evaluated = time.perf_counter()
         curve = fgsm_curve(model, x_test, y_test, [0.0, 0.1, 0.25], clip=None).rows()
         job_diagnostics(model, x_test, y_test, rows, fooled, settings["epsilons"], curve, settings)
-        times: dict[str, float] = {}
-        for row in rows:
-            if not math.isnan(row.get("seconds", math.nan)):    # each attack's time, once per clipping and ε
-                times[row["evaluation"]] = times.get(row["evaluation"], 0.0) + row["seconds"] / len(settings["epsilons"])
+        times = attack_times(rows, len(settings["epsilons"]))
         result[name] = {**times, "others": evaluated - started - sum(times.values()),
                         "diagnostics": time.perf_counter() - evaluated, "total": time.perf_counter() - started}
-    return {"examples": examples, "per_model": result}
+        if name == "maxout" and limits:
+            growth = autoattack_growth(model, x_test, y_test, limits, 0.05)
+    return {"examples": examples, "per_model": result, "autoattack_growth": growth}

@@ -36,6 +36,7 @@ class Sizes:
     transfer_seeds: tuple[int, ...]   # the transfer stage for 2 models × S seeds
     overhead_jobs: int         # one-epoch softmax jobs for the per-job overhead
     evaluation_examples: int   # test digits of the evaluation stage's per-attack times (a job's test split: 1,000)
+    autoattack_limits: tuple[int, ...]   # AutoAttack's cost by survivors attacked (its `limit`)
 
 
 QUICK = Sizes(models=("softmax", "maxout"), batch_sizes=(100,), repeats=2, min_seconds=0.0, epoch_examples=200,
@@ -43,10 +44,10 @@ QUICK = Sizes(models=("softmax", "maxout"), batch_sizes=(100,), repeats=2, min_s
               sweep_experiment="smoke", sweep_jobs=4, sweep_overrides=("trainer.max_epochs=1",),
               gpu_epoch_examples=6_000, gpu_pack_jobs=4, gpu_pack=(1, 4), plan_jobs=(60, 300),
               plan_reference_jobs=30, plan_big_jobs=1_000, transfer_seeds=(1, 2, 4), overhead_jobs=8,
-              evaluation_examples=100)
+              evaluation_examples=100, autoattack_limits=())
 FULL = Sizes(models=("softmax", "maxout"), batch_sizes=(100, 1000), repeats=9, min_seconds=0.2, epoch_examples=10_000,
              epoch_repeats=5, transfer_models=4, transfer_epsilons=10, transfer_examples=1000,
              sweep_experiment="main", sweep_jobs=6, sweep_overrides=(),
              gpu_epoch_examples=60_000, gpu_pack_jobs=8, gpu_pack=(1, 4, 8), plan_jobs=(600, 3_000),
              plan_reference_jobs=120, plan_big_jobs=10_000, transfer_seeds=(2, 8, 32), overhead_jobs=200,
-             evaluation_examples=1000)
+             evaluation_examples=1000, autoattack_limits=(5, 25, 100))

@@ -93,6 +93,11 @@ def markdown(report: dict[str, Any]) -> str:
             split = ", ".join(f"{name} {seconds(value)}" for name, value in times.items() if name != "total")
             lines.append(f"| evaluation stage per job, by attack (both clippings) | {model} | {evaluation['examples']:,} "
                          f"| {seconds(times['total'])}: {split} | | | timed | |")
+        for limit, parts in evaluation.get("autoattack_growth", {}).items():
+            split = ", ".join(f"{name} {seconds(value)}" for name, value in parts.items() if name != "attacked")
+            total = sum(value for name, value in parts.items() if name != "attacked")
+            lines.append(f"| AutoAttack per job by survivors attacked (limit {limit}, ε=0.05) | maxout | "
+                         f"{parts['attacked']} | {seconds(total)}: {split} | | | timed | |")
     lines += scale_rows(report)
     sweep = report["sweep"]
     if (line := unmeasured("sweep on a two-node local Ray cluster", sweep, "≥ 85%", failed="**FAIL**")) is not None:

@@ -278,7 +278,7 @@ def test_apgd_matches_autoattacks_apgd_ce_on_a_trained_maxout(maxouts, kind, eps
     model, x, y = maxouts[kind]
     x, y = x[:200], y[:200]
     ours = float(APGD(steps=100, restarts=1).curve(model, x, y, [eps]).error[0])
-    _, fooled_by = autoattack(model, x, y, eps, components=("apgd-ce",))
+    _, fooled_by, _ = autoattack(model, x, y, eps, components=("apgd-ce",))
     theirs = float(((predict(model, x)[1] != y) | fooled_by["apgd-ce"]).float().mean())
     assert 0.1 < theirs < 0.99 and abs(ours - theirs) <= 0.01, (ours, theirs)
 
@@ -398,7 +398,7 @@ def test_attacks_reach_but_never_pass_the_exact_worst_case_of_softmax_regression
         exact = Exact().curve(model, x, y, [eps]).wrong[0]
         assert 0.1 < float(exact.float().mean()) < 0.95, eps
         apgd_wrong = APGD(steps=50).curve(model, x, y, [eps]).wrong[0]
-        _, fooled_by = autoattack(model, x, y, eps, version="standard", components=("apgd-ce", "apgd-t"))
+        _, fooled_by, _ = autoattack(model, x, y, eps, version="standard", components=("apgd-ce", "apgd-t"))
         autoattack_wrong = (predict(model, x)[1] != y) | torch.stack(list(fooled_by.values())).any(dim=0)
         noise = (torch.rand((20, *x.shape), generator=torch.Generator().manual_seed(0)) * 2 - 1) * eps
         random_wrong = torch.stack([predict(model, (x + n).clamp(0, 1))[1] != y for n in noise]).any(dim=0)

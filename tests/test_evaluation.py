@@ -129,3 +129,28 @@ def test_survivors_beyond_autoattacks_limit_are_counted_and_flagged(softmax):
     curve = fgsm_curve(model, x, y, [0.0, eps], clip=None).rows()
     check = job_diagnostics(model, x, y, rows, fooled, [eps], curve, config)["autoattack_unattacked"]
     assert check.flag and check.value == pytest.approx((survivors - 1) / len(y))
+
+
+def test_autoattack_components_are_chosen_timed_and_checked(softmax):
+    """`components` runs only those of the version's attacks; each component row carries its own seconds (within
+    the autoattack row's); an unknown component is a one-line error naming what the version has."""
+    from pipeline.attacks import AutoAttack
+    from pipeline.errors import ConfigError
+    from pipeline.report import attack_cost
+    import pandas as pd
+
+    model, x, y = softmax
+    x, y, eps = x[:100], y[:100], 0.02
+    config = settings()
+    config["attacks"] = {"fgsm": config["attacks"]["fgsm"],
+                         "autoattack": {**config["attacks"]["autoattack"], "components": ["apgd-ce", "square"]}}
+    rows, _ = evaluate_attacks(model, x, y, config["attacks"], config["clips"], [eps], 1000)
+    by_name = {r["evaluation"]: r for r in rows}
+    assert [r["evaluation"] for r in rows if r["evaluation"].startswith("autoattack:")] == [
+        "autoattack:apgd-ce", "autoattack:square", "autoattack:unattacked"]
+    parts = by_name["autoattack:apgd-ce"]["seconds"] + by_name["autoattack:square"]["seconds"]
+    assert 0 < parts <= by_name["autoattack"]["seconds"]
+    cost = attack_cost(pd.DataFrame([{"job_id": "a", **r} for r in rows]))
+    assert cost.startswith("fgsm ") and "autoattack:square" in cost and "autoattack " not in cost
+    with pytest.raises(ConfigError, match=r"components=\['fab'\]: standard has apgd-ce, apgd-t, fab-t, square"):
+        AutoAttack(components=["fab"])

@@ -9,6 +9,7 @@ silenced: pipeline/diagnostics.py measures the same things and writes them down.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Sequence
 
 import torch
@@ -19,6 +20,9 @@ from pipeline.errors import ConfigError
 
 VERSIONS = ("standard", "plus", "rand")
 UNIT_BOX = (0.0, 1.0)
+COMPONENTS = {"standard": ("apgd-ce", "apgd-t", "fab-t", "square"),      # the reference's attacks_to_run
+              "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
+              "rand": ("apgd-ce", "apgd-dlr")}
 TARGETED = ("apgd-t", "apgd-dlr")     # the DLR losses read the 3rd (targeted: 4th) largest logit
 
 
@@ -41,20 +45,20 @@ def reference(model: nn.Module, eps: float, version: str, seed: int, classes: in
 
 def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, version: str = "standard",
                seed: int = 0, batch_size: int = 1000, components: Sequence[str] | None = None
-               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """AutoAttack on x in the clipped L∞ ball of radius ε (`components`: only these of its attacks). Returns the adversarial points and, per component in
-    AutoAttack's order, the examples it fooled that the components before it did not (examples the model already
-    gets wrong are in none)."""
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
+    """AutoAttack on x in the clipped L∞ ball of radius ε (`components`: only these of its attacks). Returns the
+    adversarial points and, per component in AutoAttack's order, the examples it fooled that the components before
+    it did not (examples the model already gets wrong are in none) and the seconds it took."""
     eps = check_eps(eps)
     x = x.detach()
     with attack_mode(model):
         standing = predict(model, x)[1] == y
         runner = reference(model, eps, version, seed, int(model(x[:1]).shape[1]), x.device,
                            components)
-        adv, fooled_by = x.clone(), {}
+        adv, fooled_by, seconds = x.clone(), {}, {}
         for component in list(runner.attacks_to_run):
-            index = standing.nonzero().squeeze(1)
-            fooled_by[component] = torch.zeros_like(standing)
+            index, started = standing.nonzero().squeeze(1), time.perf_counter()
+            fooled_by[component], seconds[component] = torch.zeros_like(standing), 0.0
             if eps == 0 or len(index) == 0:
                 continue
             runner.attacks_to_run = [component]
@@ -62,48 +66,57 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, v
             hit = predict(model, found)[1] != y[index]
             adv[index[hit]], fooled_by[component][index[hit]] = found[hit], True
             standing[index[hit]] = False
-    return adv, fooled_by
+            seconds[component] = time.perf_counter() - started
+    return adv, fooled_by, seconds
 
 
 class AutoAttack(Attack):
     """The evaluation attack `evaluation.attacks.autoattack`: AutoAttack, clipped to [0, 1] only. `limit`: at most
-    this many examples attacked per ε by `after` (the first ones standing; None: all)."""
+    this many examples attacked per ε by `after` (the first ones standing; None: all). `components`: only these of
+    the version's attacks (None: all of them, the reference's evaluation)."""
 
     name = "autoattack"
 
     def __init__(self, version: str = "standard", clip: Sequence[float] | None = UNIT_BOX, seed: int = 0,
-                 limit: int | None = None) -> None:
+                 limit: int | None = None, components: Sequence[str] | None = None) -> None:
         super().__init__(clip, "true")
         if version not in VERSIONS:
             raise ConfigError(f"autoattack version={version!r}; use one of {', '.join(VERSIONS)}")
+        if components is not None:
+            known = COMPONENTS[version]
+            unknown = [c for c in components if c not in known]
+            if unknown or not components:
+                raise ConfigError(f"autoattack components={list(components)}: {version} has {', '.join(known)}")
+            components = list(components)
         if limit is not None and limit < 0:
             raise ConfigError(f"autoattack limit={limit} must be ≥ 0 (or null: no limit)")
-        self.version, self.seed, self.limit = version, seed, limit
+        self.version, self.seed, self.limit, self.components = version, seed, limit, components
 
     def accepts(self, clip: Clip) -> bool:
         return clip == UNIT_BOX
 
     def after(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, standing: torch.Tensor
-              ) -> dict[str, torch.Tensor]:
+              ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """AutoAttack on the examples other attacks left `standing` (at most `limit`): per component, in
-        AutoAttack's order, the examples of x it fooled that the components before it did not."""
+        AutoAttack's order, the examples of x it fooled that the components before it did not, and its seconds."""
         index = standing.nonzero().squeeze(1)[:self.limit]
-        _, fooled = self.run(model, x[index], y[index], eps)
+        _, fooled, seconds = self.run(model, x[index], y[index], eps)
         whole = {component: torch.zeros_like(standing) for component in fooled}
         for component, mask in fooled.items():
             whole[component][index[mask]] = True
-        return whole
+        return whole, seconds
 
     def unattacked(self, standing: torch.Tensor) -> int:
         """How many of the examples `standing` `after` leaves out (beyond `limit`)."""
         return max(0, int(standing.sum()) - self.limit) if self.limit is not None else 0
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
-            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The adversarial points and, per component, the examples it fooled that the ones before it did not."""
+            ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
+        """The adversarial points and, per component, the examples it fooled that the ones before it did not and
+        its seconds."""
         if not self.accepts(self.clip):
             raise ConfigError(f"autoattack clip={self.clip}: the reference code clamps to [0, 1]; use clip [0.0, 1.0]")
-        return autoattack(model, x, y, eps, self.version, self.seed)
+        return autoattack(model, x, y, eps, self.version, self.seed, components=self.components)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float) -> torch.Tensor:
         return self.run(model, x, y if y is not None else predict(model, x)[1], eps)[0]

@@ -11,8 +11,9 @@ fooled_new, seconds, where `evaluation` is
                     the attacks before it did not; `seconds`: its time for every ε of that clipping
     autoattack:<component>   AutoAttack's components (apgd-ce, apgd-t, fab-t, square in `standard`), in its own
                     order, run on the examples the attacks before it left standing (at most its `limit`): each
-                    row's `fooled_new` is what that component added, its error the share fooled so far; the
-                    `autoattack` row's error is therefore the union of every attack up to it, not AutoAttack alone
+                    row's `fooled_new` is what that component added, its error the share fooled so far, its
+                    `seconds` that component's own time; the `autoattack` row's error is therefore the union of
+                    every attack up to it, not AutoAttack alone
     strongest       per clipping and ε: an example counts as fooled when any of those attacks fooled it (the
                     per-example union; at least the largest of their error rates); no confidence
     exact           models affine in x (`affine = True`: softmax, logistic regression): the closed-form worst
@@ -65,18 +66,23 @@ def autoattack_rows(attack: AutoAttack, model: torch.nn.Module, x: torch.Tensor,
     """AutoAttack on what the attacks before it left standing and can be fooled at all (`foolable`, from the exact
     worst case where there is one), per ε: one row per component (AutoAttack's order); errors count the examples
     fooled so far (those attacks', then AutoAttack's)."""
-    rows, wrong = [], before.clone()
+    rows, wrong, seconds = [], before.clone(), {}
     for k, eps in enumerate(epsilons):
         standing = ~before[k] & foolable[k]
-        for component, fooled in attack.after(model, x, y, eps, standing).items():
+        fooled_by, took = attack.after(model, x, y, eps, standing)
+        for component, fooled in fooled_by.items():
             wrong[k] |= fooled
+            seconds[component] = seconds.get(component, 0.0) + took[component]
             rows.append({"evaluation": f"autoattack:{component}", "clip": clip, "eps": eps,
                          "error": float(wrong[k].float().mean()), "confidence": NAN, "confidence_wrong": NAN,
                          "fooled_new": int(fooled.sum())})
         # Examples beyond the attack's `limit` were never attacked by it: the error is a lower bound by this share
         # (the `autoattack_unattacked` diagnostic flags it).
         rows.append({"evaluation": UNATTACKED, "clip": clip, "eps": eps, "confidence": NAN, "confidence_wrong": NAN,
-                     "error": attack.unattacked(standing) / len(x), "fooled_new": NAN})
+                     "error": attack.unattacked(standing) / len(x), "fooled_new": NAN, "seconds": NAN})
+    for row in rows:    # a component's time at every ε, as the attacks' rows have theirs
+        if "seconds" not in row:
+            row["seconds"] = seconds[row["evaluation"].split(":")[1]]
     return rows, wrong
 
 
@@ -119,7 +125,7 @@ def evaluate_attacks(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, a
                 wrong = curve.wrong
                 rows += ordered_rows(name, [{"clip": name_of_clip, **row} for row in curve.rows()], wrong, before)
             for row in rows[first:]:        # the attack's time at every ε of this clipping, on its rows
-                row["seconds"] = NAN if ":" in row["evaluation"] else time.perf_counter() - started
+                row.setdefault("seconds", time.perf_counter() - started)
             before = before | wrong
         fooled[name_of_clip] = before
         rows += [{"evaluation": "strongest", "clip": name_of_clip, "eps": eps, "error": float(wrong.float().mean()),
