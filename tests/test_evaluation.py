@@ -136,8 +136,7 @@ def test_autoattack_components_are_chosen_timed_and_checked(softmax):
     the autoattack row's); an unknown component is a one-line error naming what the version has."""
     from pipeline.attacks import AutoAttack
     from pipeline.errors import ConfigError
-    from pipeline.report import attack_cost
-    import pandas as pd
+    from pipeline.stages.evaluate import attack_cost
 
     model, x, y = softmax
     x, y, eps = x[:100], y[:100], 0.02
@@ -150,6 +149,8 @@ def test_autoattack_components_are_chosen_timed_and_checked(softmax):
         "autoattack:apgd-ce", "autoattack:square", "autoattack:unattacked"]
     parts = by_name["autoattack:apgd-ce"]["seconds"] + by_name["autoattack:square"]["seconds"]
     assert 0 < parts <= by_name["autoattack"]["seconds"]
+    import pandas as pd
+
     cost = attack_cost(pd.DataFrame([{"job_id": "a", **r} for r in rows]))
     assert cost.startswith("fgsm ") and "autoattack:square" in cost and "autoattack " not in cost
     with pytest.raises(ConfigError, match=r"components=\['fab'\]: standard has apgd-ce, apgd-t, fab-t, square"):

@@ -167,15 +167,6 @@ def order_table(evaluations: pd.DataFrame, settings: pd.Series, clip: str, eps: 
     return table.reset_index()
 
 
-def attack_cost(evaluations: pd.DataFrame) -> str:
-    """'fgsm 9 s, pgd 72 s, …' in evaluation order; AutoAttack by component. A row's `seconds` covers every ε of
-    its clipping, so each (job, attack, clipping) counts once."""
-    timed = evaluations[evaluations["seconds"].notna() & (evaluations["evaluation"] != "autoattack")]
-    once = timed.drop_duplicates(["job_id", "evaluation", "clip"])
-    totals = once.groupby("evaluation", sort=False)["seconds"].sum()
-    return ", ".join(f"{name} {seconds:.0f} s" for name, seconds in totals.items())
-
-
 def trust_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFrame, diagnostics: pd.DataFrame,
                   eps: float) -> None:
     doc.heading("Can these numbers be trusted?")
@@ -189,9 +180,6 @@ def trust_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFram
                  "AutoAttack's components on what ours left standing); and, where the model is affine in x, how "
                  "far `strongest` stays below the exact worst case.")
         doc.table(order_table(evaluations, settings, "0-1", eps))
-    if "seconds" in evaluations and evaluations["seconds"].notna().any():
-        doc.text("What each attack cost, in seconds over every job, clipping and ε (the evaluation tasks' own "
-                 "clocks): " + attack_cost(evaluations) + ".")
 
 
 def transfer_section(doc: Document, table: pd.DataFrame, plots: Path) -> None:

@@ -43,6 +43,7 @@ from pipeline.data import test_set
 from pipeline.devices import attack_mode, task_device
 from pipeline.paper.results import clip_name
 from pipeline.provenance import EVALUATION_SOURCES, fingerprint
+from pipeline.stages import say
 from pipeline.planned_job import Job
 from pipeline.stages.sweep_dir import (EVALUATIONS, TRANSFER, checkpoints, complete_jobs, job_dir,
                                        log_stage, part_key, read_table, stage_failures, table_from_parts)
@@ -250,6 +251,15 @@ def transfer_checks(evaluations: pd.DataFrame, transfer: pd.DataFrame, clip: str
     return rows
 
 
+def attack_cost(evaluations: pd.DataFrame) -> str:
+    """'fgsm 9 s, pgd 72 s, …' in evaluation order; AutoAttack by component. A row's `seconds` covers every ε of
+    its clipping, so each (job, attack, clipping) counts once."""
+    timed = evaluations[evaluations["seconds"].notna() & (evaluations["evaluation"] != "autoattack")]
+    once = timed.drop_duplicates(["job_id", "evaluation", "clip"])
+    totals = once.groupby("evaluation", sort=False)["seconds"].sum()
+    return ", ".join(f"{name} {seconds:.0f} s" for name, seconds in totals.items())
+
+
 def evaluation_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: bool = False
                      ) -> tuple[pd.DataFrame, dict[str, str]]:
     """evaluations.csv and diagnostics.csv over the complete jobs, one part per job, recomputed only where the
@@ -278,4 +288,6 @@ def evaluation_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: b
     store.atomic_write(sweep_dir / EVALUATIONS, lambda tmp: table.to_csv(tmp, index=False))
     store.atomic_write(sweep_dir / DIAGNOSTICS, lambda tmp: checks.to_csv(tmp, index=False))
     log_stage(sweep_dir, jobs, "evaluation", {"evaluations": table, "diagnostics": checks})
+    if len(table):   # the clocks of the tasks that ran now or before, kept out of the report (it stays reproducible)
+        say(f"evaluation seconds by attack, over every job, clipping and ε: {attack_cost(table)}")
     return table, outcome.failed
