@@ -103,3 +103,13 @@ def test_stale_jobs_are_named_reused_by_default_and_retrained_with_rerun_stale(j
     # new code: every complete job is stale
     monkeypatch.setattr(provenance, "fingerprint", lambda sources=provenance.JOB_SOURCES: "newer code")
     assert run_jobs(jobs, tmp_path).stale == [j.id for j in jobs]
+
+
+def test_a_sweep_with_its_diagnostics_switched_off_still_reports(jobs, tmp_path):
+    """`evaluation.diagnostics=null` (no checks) is a setting, not a crash of the report stage."""
+    run_jobs(jobs, tmp_path)
+    cfg = stale_sweep()[0]
+    with open_dict(cfg):
+        cfg.evaluation.diagnostics = None
+    report_stage(cfg, tmp_path, jobs)
+    assert (tmp_path / "report.md").read_text().startswith("# Harness sweep")

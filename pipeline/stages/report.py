@@ -93,7 +93,7 @@ def report_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job]) -> Path:
     steps.show(3, 1, 0)
     stale = [job.setting for job in complete if not made_by_this_code(metrics[job.id])]
     report = write_report(sweep_dir, cfg.sweep.name, results, failed_jobs(sweep_dir, jobs, metrics), examples, figures,
-                          stale, cfg.evaluation.get("diagnostics", {}).get("eps", 0.25))
+                          stale, (cfg.evaluation.get("diagnostics") or {}).get("eps", 0.25))
     steps.show(4, 1, 0)
     log_stage(sweep_dir, jobs, "summary", {"summary": summary}, sorted((sweep_dir / PLOTS).glob("*.png")), html=report)
     steps.show(5, 0, 0)
