@@ -3,10 +3,10 @@ the embedded digits, evaluated as a sweep's evaluation task does (conf/sweep.yam
 both clippings, AutoAttack on what the others left standing, the exact rows, the diagnostics)."""
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
@@ -28,15 +28,6 @@ def trained(name: str, x: torch.Tensor, y: torch.Tensor, epochs: int) -> torch.n
     return model.eval()
 
 
-def attack_times(rows: list[dict], epsilons: int) -> dict[str, float]:
-    """Seconds per attack over both clippings (AutoAttack by component; a row's seconds cover every ε)."""
-    times: dict[str, float] = {}
-    for row in rows:
-        if not math.isnan(row.get("seconds", math.nan)) and row["evaluation"] != "autoattack":
-            times[row["evaluation"]] = times.get(row["evaluation"], 0.0) + row["seconds"] / epsilons
-    return times
-
-
 def autoattack_growth(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, limits: tuple[int, ...],
                       eps: float) -> dict[int, dict[str, float]]:
     """AutoAttack's seconds per component when it attacks `limit` survivors of FGSM, for each limit: how its cost
@@ -56,7 +47,7 @@ def bench_evaluation(examples: int, epochs: int = 2, limits: tuple[int, ...] = (
     `examples` test digits, and AutoAttack's cost on the maxout by survivors attacked (`limits`, at ε = .05)."""
     from pipeline.attacks import fgsm_curve
     from pipeline.data import mnist5k
-    from pipeline.stages.evaluate import evaluate_attacks, job_diagnostics
+    from pipeline.stages.evaluate import attack_seconds, evaluate_attacks, job_diagnostics
 
     settings = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "sweep.yaml").evaluation)
     x, y = mnist5k()
@@ -72,7 +63,7 @@ def bench_evaluation(examples: int, epochs: int = 2, limits: tuple[int, ...] = (
         evaluated = time.perf_counter()
         curve = fgsm_curve(model, x_test, y_test, [0.0, 0.1, 0.25], clip=None).rows()
         job_diagnostics(model, x_test, y_test, rows, fooled, settings["epsilons"], curve, settings)
-        times = attack_times(rows, len(settings["epsilons"]))
+        times = attack_seconds(pd.DataFrame(rows).assign(job_id=name))
         result[name] = {**times, "others": evaluated - started - sum(times.values()),
                         "diagnostics": time.perf_counter() - evaluated, "total": time.perf_counter() - started}
         if name == "maxout" and limits:

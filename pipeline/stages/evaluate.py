@@ -251,13 +251,17 @@ def transfer_checks(evaluations: pd.DataFrame, transfer: pd.DataFrame, clip: str
     return rows
 
 
-def attack_cost(evaluations: pd.DataFrame) -> str:
-    """'fgsm 9 s, pgd 72 s, …' in evaluation order; AutoAttack by component. A row's `seconds` covers every ε of
-    its clipping, so each (job, attack, clipping) counts once."""
+def attack_seconds(evaluations: pd.DataFrame) -> dict[str, float]:
+    """Seconds per attack in evaluation order, AutoAttack by component (its own row would count them twice). A
+    row's `seconds` covers every ε of its clipping, so each (job, attack, clipping) counts once."""
     timed = evaluations[evaluations["seconds"].notna() & (evaluations["evaluation"] != "autoattack")]
     once = timed.drop_duplicates(["job_id", "evaluation", "clip"])
-    totals = once.groupby("evaluation", sort=False)["seconds"].sum()
-    return ", ".join(f"{name} {seconds:.0f} s" for name, seconds in totals.items())
+    return once.groupby("evaluation", sort=False)["seconds"].sum().to_dict()
+
+
+def attack_cost(evaluations: pd.DataFrame) -> str:
+    """'fgsm 9 s, pgd 72 s, …': `attack_seconds` as one line."""
+    return ", ".join(f"{name} {seconds:.0f} s" for name, seconds in attack_seconds(evaluations).items())
 
 
 def evaluation_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: bool = False
