@@ -6,6 +6,7 @@ import importlib.metadata
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,13 +70,34 @@ def test_the_fingerprint_follows_the_sources_that_decide_a_job(tmp_path, monkeyp
     with (package / "report" / "document.py").open("a") as other:   # not a source of a job's numbers
         other.write("# a comment\n")
     assert fingerprint() == original
-    with (package / "attacks" / "fgsm.py").open("a") as attack:     # a source inside a listed folder
-        attack.write("# a comment\n")
-    changed = fingerprint()
-    assert changed != original
-    with (package / "models.py").open("a") as model:                # a listed file
-        model.write("# a comment\n")
-    assert fingerprint() not in (original, changed)
+    seen = {original}
+    # imported by the job (attacks), reached only through imports (adapter: the default cost; sources: pixel
+    # scaling; model_build), and named only in conf/ (regularizers: Hydra imports them by name)
+    for source in ("attacks/fgsm.py", "models.py", "adapter.py", "sources.py", "model_build.py", "regularizers.py"):
+        with (package / source).open("a") as file:
+            file.write("# a comment\n")
+        assert fingerprint() not in seen, source
+        seen.add(fingerprint())
+
+
+def test_every_module_a_job_imports_is_in_its_fingerprint(tmp_path):
+    """A job run in a fresh interpreter: each module of `pipeline` it loaded is one of the fingerprint's sources."""
+    script = f"""
+import sys
+from pipeline.config import compose_job, hydra_context
+from pipeline.job import run_job
+with hydra_context():
+    cfg = compose_job(["logger=none", "trainer.max_epochs=1", "data.limit=100", "eval.epsilons=[0.25]",
+                       "regularizer=adversarial"])
+run_job(cfg, __import__("pathlib").Path({str(tmp_path / "job")!r}))
+print("\\n".join(sorted(name for name, module in sys.modules.items() if name.split(".")[0] == "pipeline")))
+"""
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                            cwd=tmp_path).stdout.split()
+    sources = set(provenance.sources(provenance.JOB))
+    assert len(loaded) > 10
+    assert [name for name in loaded if provenance.module_file(name) not in sources] == []
+    assert (tmp_path / "job" / store.METRICS).is_file()
 
 
 def test_stale_jobs_are_named_reused_by_default_and_retrained_with_rerun_stale(jobs, tmp_path, monkeypatch, capsys):
@@ -101,7 +123,7 @@ def test_stale_jobs_are_named_reused_by_default_and_retrained_with_rerun_stale(j
     assert provenance.made_by_this_code(store.read_metrics(job_dir(tmp_path, jobs[0])))
 
     # new code: every complete job is stale
-    monkeypatch.setattr(provenance, "fingerprint", lambda sources=provenance.JOB_SOURCES: "newer code")
+    monkeypatch.setattr(provenance, "fingerprint", lambda entry=provenance.JOB: "newer code")
     assert run_jobs(jobs, tmp_path).stale == [j.id for j in jobs]
 
 

@@ -42,7 +42,7 @@ from pipeline.config import instantiate
 from pipeline.data import test_set
 from pipeline.devices import attack_mode, task_device
 from pipeline.paper.results import clip_name
-from pipeline.provenance import EVALUATION_SOURCES, fingerprint
+from pipeline.provenance import EVALUATION, fingerprint
 from pipeline.stages import say
 from pipeline.planned_job import Job
 from pipeline.stages.sweep_dir import (EVALUATIONS, TRANSFER, checkpoints, complete_jobs, job_dir,
@@ -89,18 +89,20 @@ def autoattack_rows(attack: AutoAttack, model: torch.nn.Module, x: torch.Tensor,
 
 def attack_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Any],
                 clips: Sequence[Sequence[float] | None], epsilons: Sequence[float], batch_size: int,
-                exact: bool = False) -> list[dict]:
+                exact: bool = False, job_id: str = "") -> list[dict]:
     """The rows of `evaluate_attacks`."""
-    return evaluate_attacks(model, x, y, attacks, clips, epsilons, batch_size, exact)[0]
+    return evaluate_attacks(model, x, y, attacks, clips, epsilons, batch_size, exact, job_id)[0]
 
 
 def evaluate_attacks(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Any],
                      clips: Sequence[Sequence[float] | None], epsilons: Sequence[float], batch_size: int,
-                     exact: bool = False) -> tuple[list[dict], dict[str, torch.Tensor]]:
+                     exact: bool = False, job_id: str = "") -> tuple[list[dict], dict[str, torch.Tensor]]:
     """Per clipping, each attack (a conf/attack-style config) at every ε, in the configured order, each counting
     the examples it fooled that the ones before it did not; then `strongest`, and `exact` for an affine model
     (computed first: AutoAttack skips the examples it proves robust). Returns the rows and, per clipping, which
-    examples [K, N] some attack fooled."""
+    examples [K, N] some attack fooled. Each (job, attack, ε, clipping) draws from its own random stream, so an
+    attack's error does not depend on the other ε, attacks or jobs evaluated (the `fooled_new` counts and
+    AutoAttack's rows do: they are about the attacks before it)."""
     rows, fooled = [], {}
     for clip in clips:
         name_of_clip, before = clip_name(clip), torch.zeros(len(epsilons), len(x), dtype=torch.bool, device=x.device)
@@ -114,6 +116,7 @@ def evaluate_attacks(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, a
                                  clip=list(clip) if clip is not None else None)
             if not attack.accepts(as_clip(clip)):
                 continue
+            attack.stream = (job_id, name)
             started, first = time.perf_counter(), len(rows)
             if isinstance(attack, AutoAttack):
                 component_rows, wrong = autoattack_rows(attack, model, x, y, name_of_clip, epsilons, before, foolable)
@@ -220,7 +223,7 @@ def evaluate_job(job_id: str, job_dir: str, settings: Mapping[str, Any]) -> dict
     batch_size = int(settings["batch_size"])
     epsilons = [float(e) for e in settings["epsilons"]]
     rows, fooled = evaluate_attacks(model, x, y, settings["attacks"], settings["clips"], epsilons, batch_size,
-                                    bool(settings.get("exact", True)))
+                                    bool(settings.get("exact", True)), job_id)
     if settings.get("rubbish"):
         rows.append(rubbish_row(model, x.shape[1:], int(settings["rubbish"]), batch_size))
     if hasattr(model, "members"):
@@ -276,7 +279,7 @@ def evaluation_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: b
     calls = {}
     for job in jobs:
         if job.id in metrics:
-            inputs = {"job": checkpoints(sweep_dir, [job.id], metrics), "code": fingerprint(EVALUATION_SOURCES),
+            inputs = {"job": checkpoints(sweep_dir, [job.id], metrics), "code": fingerprint(EVALUATION),
                       **settings}
             calls[part_key(inputs)] = (job.id, str(job_dir(sweep_dir, job)), settings)
     parts, outcome = table_from_parts(sweep_dir, "evaluation", evaluate_job, calls, COLUMNS + DIAGNOSTICS_COLUMNS[1:],
