@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent
 # Where a job's and each stage's code starts. What decides their numbers is every module of `pipeline` these import,
 # directly or not, at any depth (an import inside a function counts), plus the modules conf/ names as `_target_` or
 # data source: Hydra imports those by name, so no import statement shows them.
-JOB, TRANSFER, EVALUATION = "pipeline.job", "pipeline.stages.transfer", "pipeline.stages.evaluate"
+JOB_ENTRY, TRANSFER_ENTRY, EVALUATION_ENTRY = "pipeline.job", "pipeline.stages.transfer", "pipeline.stages.evaluate"
 NAMED_IN_CONF = re.compile(r"\bpipeline(?:\.\w+)+")
 
 
@@ -65,7 +65,7 @@ def named_in_conf() -> set[str]:
                           for dotted in NAMED_IN_CONF.findall(file.read_text())))
 
 
-def sources(entry: str = JOB) -> tuple[Path, ...]:
+def sources(entry: str = JOB_ENTRY) -> tuple[Path, ...]:
     """Every file of `pipeline` that the entry module and conf/'s named modules import, transitively."""
     seen: set[str] = set()
     todo = [entry, *named_in_conf()]
@@ -79,7 +79,7 @@ def sources(entry: str = JOB) -> tuple[Path, ...]:
 
 
 @functools.cache
-def fingerprint(entry: str = JOB) -> str:
+def fingerprint(entry: str = JOB_ENTRY) -> str:
     """sha256 over the sources of an entry module (`sources`), by path and content: 12 hex digits."""
     digest = hashlib.sha256()
     for file in sources(entry):
@@ -101,7 +101,7 @@ def commit() -> str | None:
         return None
 
 
-def code(entry: str = JOB) -> dict[str, Any]:
+def code(entry: str = JOB_ENTRY) -> dict[str, Any]:
     """What metrics.json records under "code"."""
     from importlib.metadata import PackageNotFoundError, version
 

@@ -94,7 +94,7 @@ print("\\n".join(sorted(name for name, module in sys.modules.items() if name.spl
 """
     loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                             cwd=tmp_path).stdout.split()
-    sources = set(provenance.sources(provenance.JOB))
+    sources = set(provenance.sources(provenance.JOB_ENTRY))
     assert len(loaded) > 10
     assert [name for name in loaded if provenance.module_file(name) not in sources] == []
     assert (tmp_path / "job" / store.METRICS).is_file()
@@ -123,7 +123,7 @@ def test_stale_jobs_are_named_reused_by_default_and_retrained_with_rerun_stale(j
     assert provenance.made_by_this_code(store.read_metrics(job_dir(tmp_path, jobs[0])))
 
     # new code: every complete job is stale
-    monkeypatch.setattr(provenance, "fingerprint", lambda entry=provenance.JOB: "newer code")
+    monkeypatch.setattr(provenance, "fingerprint", lambda entry=provenance.JOB_ENTRY: "newer code")
     assert run_jobs(jobs, tmp_path).stale == [j.id for j in jobs]
 
 

@@ -42,7 +42,7 @@ from pipeline.config import instantiate
 from pipeline.data import test_set
 from pipeline.devices import attack_mode, task_device
 from pipeline.paper.results import clip_name
-from pipeline.provenance import EVALUATION, fingerprint
+from pipeline.provenance import EVALUATION_ENTRY, fingerprint
 from pipeline.stages import say
 from pipeline.planned_job import Job
 from pipeline.stages.sweep_dir import (EVALUATIONS, TRANSFER, checkpoints, complete_jobs, job_dir,
@@ -279,7 +279,7 @@ def evaluation_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: b
     calls = {}
     for job in jobs:
         if job.id in metrics:
-            inputs = {"job": checkpoints(sweep_dir, [job.id], metrics), "code": fingerprint(EVALUATION),
+            inputs = {"job": checkpoints(sweep_dir, [job.id], metrics), "code": fingerprint(EVALUATION_ENTRY),
                       **settings}
             calls[part_key(inputs)] = (job.id, str(job_dir(sweep_dir, job)), settings)
     parts, outcome = table_from_parts(sweep_dir, "evaluation", evaluate_job, calls, COLUMNS + DIAGNOSTICS_COLUMNS[1:],

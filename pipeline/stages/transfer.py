@@ -25,7 +25,7 @@ from pipeline import store
 from pipeline.attacks import as_clip, input_gradient, predict, step
 from pipeline.errors import ConfigError
 from pipeline.devices import attack_mode, task_device
-from pipeline.provenance import TRANSFER, fingerprint
+from pipeline.provenance import TRANSFER_ENTRY, fingerprint
 from pipeline.planned_job import Job
 from pipeline.stages.sweep_dir import (TRANSFER, TRANSFER_META, TRANSFER_SETTINGS, checkpoints, complete_jobs,
                                        log_stage, part_key, stage_failures, table_from_parts)
@@ -158,7 +158,7 @@ def tasks(jobs: list[Job], sweep_dir: Path, metrics: dict[str, dict[str, Any]], 
         for unit in units if predicting else []:
             inputs = {"sources": checkpoints(sweep_dir, unit, metrics),
                       "targets": checkpoints(sweep_dir, predicting, metrics),
-                      "code": fingerprint(TRANSFER), **settings}
+                      "code": fingerprint(TRANSFER_ENTRY), **settings}
             directories = {j: str(store.job_dir(sweep_dir, j)) for j in dict.fromkeys(unit + predicting)}
             calls[part_key(inputs)] = (unit, predicting, directories, settings["epsilons"], settings["clip"],
                                        settings["craft_with"], settings["batch_size"])
