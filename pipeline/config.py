@@ -38,12 +38,18 @@ def choices(runtime_choices: Mapping[str, Any]) -> dict[str, Any]:
     return {group: runtime_choices.get(group) for group in GROUPS}
 
 
-def instantiate(node: DictConfig | Mapping[str, Any], name: str, **kwargs: Any) -> Any:
-    """hydra.utils.instantiate that surfaces our ConfigError (the one-line message) instead of Hydra's wrapper."""
+def instantiate(node: DictConfig | Mapping[str, Any], name: str, origin: str | Path | None = None,
+                **kwargs: Any) -> Any:
+    """hydra.utils.instantiate that surfaces our ConfigError (the one-line message) instead of Hydra's wrapper.
+    `origin`: the file the node was read from; its targets are checked first (pipeline.trust), nothing is called."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate as hydra_instantiate
     from omegaconf.errors import MissingMandatoryValue
 
+    if origin is not None:
+        from pipeline import trust
+
+        trust.check(node, name, origin)
     try:
         return hydra_instantiate(node, **kwargs)
     except MissingMandatoryValue as error:   # a `???` in the option's YAML: a key the user must set

@@ -230,12 +230,14 @@ class TensorDataModule:
         return self._batches("val", shuffle=False)
 
 
-def test_set(config: Mapping[str, Any]) -> Split:
-    """The test split a job (given by its resolved config) was evaluated on, on the CPU."""
+def test_set(config: Mapping[str, Any], origin: str | Path | None = None) -> Split:
+    """The test split a job (given by its resolved config) was evaluated on, on the CPU. `origin`: the file the
+    config was read from (None: composed by this process); its data config is checked before anything it names is
+    called (pipeline.trust)."""
     from omegaconf import OmegaConf
 
     from pipeline.config import instantiate
 
-    data = instantiate(OmegaConf.create(dict(config["data"])), "data", seed=config["seed"])
+    data = instantiate(OmegaConf.create(dict(config["data"])), "data", origin=origin, seed=config["seed"])
     data.setup()
     return data.splits["test"]

@@ -4,13 +4,14 @@ that takes them, Harness's own keys (`stochastic`, `normalize`, `name`, `sha256`
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from pipeline import adapter
+from pipeline import adapter, trust
 from pipeline.config import instantiate
 from pipeline.errors import ConfigError
 
@@ -66,9 +67,12 @@ def shape_arguments(target: str, input_shape: Sequence[int], num_classes: int) -
     return {key: value for key, value in given.items() if takes_any or key in parameters}
 
 
-def build_model(node: DictConfig | Mapping[str, Any], input_shape: Sequence[int], num_classes: int) -> nn.Module:
+def build_model(node: DictConfig | Mapping[str, Any], input_shape: Sequence[int], num_classes: int,
+                origin: str | Path | None = None) -> nn.Module:
     """The model of a `model` config node; an error raised while building it is a one-line ConfigError with its
-    cause."""
+    cause. `origin`: the file the node was read from; its classes are checked before any is built (pipeline.trust)."""
+    if origin is not None:
+        trust.check(node, "model", origin)
     spec = plain(node)
     if "_target_" not in spec:
         raise ConfigError("model has no _target_; give the class, e.g. model._target_=mylab.nets.Net")

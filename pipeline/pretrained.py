@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import shutil
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -144,14 +143,16 @@ def load(path: str, architecture: Mapping[str, Any] | None = None, input_shape: 
 
 def keep(job_dir: Path, node: Mapping[str, Any]) -> dict[str, Any]:
     """Copy the pretrained file into the job directory; returns the model config that rebuilds the model from the
-    copy (its path relative to the job directory). A job directory's checkpoint and copies are taken as they are."""
+    copy (its path relative to the job directory). A job directory's checkpoint and copies are taken as they are.
+    Only regular files are copied (a symlink in someone else's job directory is refused), never more readable than
+    they were."""
     from pipeline import store
 
     path = source(node["path"])
     if path.is_dir():
         for file in [path / store.CHECKPOINT, *path.glob(f"{COPY}*")]:
-            shutil.copyfile(file, job_dir / file.name)
+            store.copy_regular(file, job_dir / file.name)
         return {}
     copy = f"{COPY}{''.join(path.suffixes)}"
-    store.atomic_write(job_dir / copy, lambda tmp: shutil.copyfile(path, tmp))
+    store.copy_regular(path.resolve(), job_dir / copy)   # the file the user named, through their own link
     return {**node, "path": copy}

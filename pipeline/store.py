@@ -9,7 +9,9 @@
     <job_dir>/job.log        what the job printed (stdout and stderr) when a sweep ran it on some node
     <job_dir>/.lock          held by the process that trains the job (pipeline.store.claim): who it is
 
-Files follow the process's umask (0644 under umask 022), so a team can read a sweep on shared storage.
+Files follow the process's umask (0644 under umask 022), so a team can read a sweep on shared storage. A job or
+sweep folder may have been written by someone else: its entries are opened without following a symlink, and a name
+read from it never leads a path out of it (`inside`).
 
 metrics.json schema (version 1):
     job_id, seed, status="complete", clean_error, clean_confidence, train_error, val_error,
@@ -22,15 +24,18 @@ metrics.json schema (version 1):
 """
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
 import os
+import shutil
+import stat
 import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import IO, Any, Callable, Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -49,11 +54,12 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder and rename it: readers never see a partial file."""
+def atomic_write(path: Path, write: Callable[[Path], None], mode: int | None = None) -> None:
+    """Write through a temporary file in the same folder and rename it: readers never see a partial file (and a
+    symlink at `path` is replaced, never written through). `mode`: the file's mode (default: file_mode())."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, file_mode())
+    os.fchmod(fd, file_mode() if mode is None else mode)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -61,6 +67,55 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def open_entry(path: Path, mode: str = "rb") -> IO:
+    """A regular file of a job or sweep folder, opened without following a symlink ("rb", "a+" or "ab": created
+    when missing): a symlink, a FIFO or a device there is refused in one line naming it."""
+    flags = {"rb": os.O_RDONLY, "a+": os.O_RDWR | os.O_CREAT | os.O_APPEND,
+             "ab": os.O_WRONLY | os.O_CREAT | os.O_APPEND}[mode]
+    try:   # O_NONBLOCK: opening a FIFO must not hang; it is refused below
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise not_regular(path, "a symlink") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise not_regular(path, "not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, mode)
+
+
+def not_regular(path: Path, what: str) -> Exception:
+    from pipeline.errors import ConfigError
+
+    return ConfigError(f"{path} is refused: {what}; Harness follows nothing in a job or sweep folder out of it "
+                       "(remove it, or the folder, and run again)")
+
+
+def inside(folder: Path, name: str, key: str) -> Path:
+    """folder/name, which must lie inside folder once symlinks and `..` are resolved: a name read from a folder
+    (a job id, a model's file) never leads Harness out of it."""
+    path = Path(folder) / name
+    if not path.resolve().is_relative_to(Path(folder).resolve()):
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(f"{key}={name} is refused: it leads out of {folder}")
+    return path
+
+
+def copy_regular(source: Path, target: Path) -> None:
+    """Copy a regular file (a symlink or anything else is refused); the copy is never more readable than the
+    source: someone else's 0600 file does not become 0644 in a shared folder."""
+    with open_entry(source) as src:
+        mode = file_mode() & os.fstat(src.fileno()).st_mode
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+
+        atomic_write(target, write, mode)
 
 
 def ensure_writable(directory: Path, key: str) -> Path:
@@ -93,8 +148,8 @@ def write_if_changed(path: Path, text: str) -> bool:
 
 
 def job_dir(sweep_dir: Path, job_id: str) -> Path:
-    """Where a sweep keeps one job's directory."""
-    return Path(sweep_dir) / "jobs" / job_id
+    """Where a sweep keeps one job's directory (inside the sweep: a job folder that is a symlink out is refused)."""
+    return inside(Path(sweep_dir), f"jobs/{job_id}", "job directory")
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -114,8 +169,15 @@ def write_config(job_dir: Path, cfg: DictConfig) -> None:
 
 
 def read_config(job_dir: Path) -> dict[str, Any]:
-    """The job's resolved config, as plain containers."""
-    return OmegaConf.to_container(OmegaConf.load(Path(job_dir) / CONFIG), resolve=True)
+    """The job's resolved config, as plain containers. Written resolved, it is read as written: an interpolation
+    in it (which would read the environment or call a resolver) is refused (pipeline.trust)."""
+    from pipeline import trust
+
+    path = Path(job_dir) / CONFIG
+    with open_entry(path) as f:
+        config = OmegaConf.to_container(OmegaConf.load(f), resolve=False)
+    trust.plain_values(config, path)
+    return config
 
 
 def sha256(path: Path) -> str:
@@ -169,7 +231,7 @@ def start_attempt(job_dir: Path, **details: Any) -> int:
     import fcntl
 
     job_dir.mkdir(parents=True, exist_ok=True)
-    with open(job_dir / ATTEMPTS, "a+") as f:   # one short line per append: no reader sees half of it
+    with open_entry(job_dir / ATTEMPTS, "a+") as f:   # one short line per append: no reader sees half of it
         fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
         number = sum(1 for line in f if line.strip()) + 1
@@ -198,7 +260,7 @@ def claim(job_dir: Path) -> Iterator[None]:
     import fcntl
 
     job_dir.mkdir(parents=True, exist_ok=True)
-    with open(job_dir / LOCK, "a+") as f:
+    with open_entry(job_dir / LOCK, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -216,7 +278,8 @@ def claim(job_dir: Path) -> Iterator[None]:
 
 def read_attempts(job_dir: Path) -> list[dict[str, Any]]:
     try:
-        lines = (Path(job_dir) / ATTEMPTS).read_text().splitlines()
+        with open_entry(Path(job_dir) / ATTEMPTS) as f:
+            lines = f.read().decode().splitlines()
     except OSError:
         return []
     return [json.loads(line) for line in lines if line.strip()]
@@ -254,7 +317,7 @@ def job_log(job_dir: Path) -> Iterator[None]:
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     try:
-        with open(job_dir / LOG, "ab") as log:
+        with open_entry(job_dir / LOG, "ab") as log:
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
             try:
@@ -276,10 +339,13 @@ def load_model(job_dir: str | Path, device: str | torch.device = "cpu") -> torch
 
     from pipeline.model_build import build_model
 
-    state = torch.load(Path(job_dir) / CHECKPOINT, map_location=device, weights_only=True)
+    checkpoint = Path(job_dir) / CHECKPOINT
+    with open_entry(checkpoint) as f:
+        state = torch.load(f, map_location=device, weights_only=True)
     spec = dict(state["model_config"])
-    if isinstance(spec.get("path"), str):
-        spec["path"] = str(Path(job_dir) / spec["path"])   # an absolute path stays as it is
-    model = build_model(spec, state["input_shape"], state["num_classes"])
+    if isinstance(spec.get("path"), str):   # a pretrained job's copy of its file, inside the job directory
+        spec["path"] = str(inside(Path(job_dir), spec["path"], f"{checkpoint}: model_config.path"))
+    # The class it names is checked before it is built: a model.pt may have been written by someone else.
+    model = build_model(spec, state["input_shape"], state["num_classes"], origin=checkpoint)
     model.load_state_dict(state["model"])
     return model.to(device).eval()

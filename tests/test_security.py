@@ -3,16 +3,24 @@ only through the environment. The local two-node cluster with the Ray launcher i
 and SLURM's sweep.sbatch in tests/test_slurm.py (their runs are live there already)."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import pickle
 import re
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import torch
 
+from conftest import run_command
+from pipeline import load_model, pretrained, store
 from pipeline.cluster import auth
+from pipeline.errors import ConfigError
 from tests.support.intruder import gcs_address, intrude, leaks, token_below
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,3 +103,219 @@ def test_a_driver_joins_with_the_users_token_file(monkeypatch, tmp_path):
     (tmp_path / ".ray" / "auth_token").write_text(STALE)
     assert auth.join_env() == {auth.MODE: "token"}        # Ray reads the file; an explicit address needs the mode
     assert auth.join_env(auth=False) == {auth.MODE: "disabled"}
+
+
+# --- A shared sweep folder is data, never code (issue 30) ---------------------------------------------------------
+# Each case plants what an attacker with write access to a shared sweep or job folder would, with a harmless payload:
+# a pickle whose only effect is to create a marker file, which must not appear.
+
+class Payload:
+    """Unpickled, it creates `marker` (and nothing else)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+@pytest.fixture(scope="module")
+def shared_sweep(tmp_path_factory) -> Path:
+    """A finished sweep of one quick softmax job (transfer on, one example image: the report builds its test set)."""
+    sweep_dir = tmp_path_factory.mktemp("shared") / "sweep"
+    done = run_command(["jobs.sweep", f"dir={sweep_dir}", "sweep.name=shared", "sweep.grid.model=softmax",
+                        "sweep.grid.regularizer=none", "sweep.overrides=['trainer.max_epochs=1','data.limit=600']",
+                        "evaluation.enabled=false", "report.images=1", "cluster.num_cpus=1"], timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return sweep_dir
+
+
+@pytest.fixture
+def sweep_copy(shared_sweep, tmp_path) -> Path:
+    return Path(shutil.copytree(shared_sweep, tmp_path / "sweep", symlinks=True))
+
+
+def only_job(sweep_dir: Path) -> Path:
+    (job,) = (sweep_dir / "jobs").iterdir()
+    return job
+
+
+def plant_model(job: Path, model_config: dict) -> None:
+    """What an attacker does to a job: a model.pt whose model_config names their target, and its sha256 in
+    metrics.json, so that the job still looks complete."""
+
+
+
+    state = torch.load(job / "model.pt", weights_only=True)
+    torch.save({**state, "model_config": model_config}, job / "model.pt")
+    metrics = json.loads((job / "metrics.json").read_text())
+    metrics["checkpoint"]["sha256"] = hashlib.sha256((job / "model.pt").read_bytes()).hexdigest()
+    (job / "metrics.json").write_text(json.dumps(metrics))
+
+
+def pickle_payload(folder: Path, marker: Path) -> Path:
+
+    path = folder / "pretrained.pkl"
+    path.write_bytes(pickle.dumps(Payload(marker)))
+    return path
+
+
+def refused_in_one_line(done, *parts: str) -> str:
+    """The command ended with exit code 2 and its last line is the one error line, naming each of `parts`."""
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and last.startswith("error: "), done.stderr[-3000:]
+    for part in parts:
+        assert part in last, last
+    return last
+
+
+@pytest.mark.parametrize("config, key, why", [
+    ({"_target_": "pandas.read_pickle", "filepath_or_buffer": "{pkl}"}, "model._target_=pandas.read_pickle",
+     "a function, not a class (torch.nn.Module subclass expected)"),
+    ({"_target_": "numpy.load", "file": "{pkl}", "allow_pickle": True}, "model._target_=numpy.load", "a function"),
+    ({"_target_": "pipeline.models.Ensemble", "_recursive_": False, "size": 1,
+      "member": {"_target_": "pandas.read_pickle", "filepath_or_buffer": "{pkl}"}},
+     "model.member._target_=pandas.read_pickle", "a function"),
+    ({"_target_": "torch.optim.SGD", "params": {"_target_": "pandas.read_pickle", "filepath_or_buffer": "{pkl}"}},
+     "model._target_=torch.optim.SGD", "a class of another kind (torch.nn.Module subclass expected)"),
+    ({"_target_": "pipeline.models.Softmax", "name": "${oc.env:HOME}"}, "model.name=${oc.env:HOME}",
+     "an interpolation"),
+])
+def test_load_model_calls_nothing_a_planted_model_pt_names(sweep_copy, tmp_path, config, key, why):
+
+
+    job, marker = only_job(sweep_copy), tmp_path / "marker"
+    pkl = pickle_payload(sweep_copy, marker)
+    plant_model(job, json.loads(json.dumps(config).replace("{pkl}", str(pkl))))
+    with pytest.raises(ConfigError) as refused:
+        load_model(job)
+    assert str(refused.value).startswith(f"{job / 'model.pt'}: {key} is refused: {why}")
+    assert "\n" not in str(refused.value) and not marker.exists()
+
+
+@pytest.mark.parametrize("command", ["jobs.report", "jobs.train", "jobs.sweep"])
+def test_commands_refuse_a_planted_model_pt_in_one_line(sweep_copy, tmp_path, command):
+    """`jobs.report dir=<sweep>`, `jobs.train model=pretrained model.path=<job>` and `jobs.sweep` over the same
+    sweep (the job looks complete: its transfer task and the report stage load it)."""
+
+    job, marker = only_job(sweep_copy), tmp_path / "marker"
+    plant_model(job, {"_target_": "pandas.read_pickle", "filepath_or_buffer": str(pickle_payload(sweep_copy, marker))})
+    args = {"jobs.report": [f"dir={sweep_copy}"],
+            "jobs.train": ["model=pretrained", f"model.path={job}", f"hydra.run.dir={tmp_path / 'train'}"],
+            "jobs.sweep": [f"dir={sweep_copy}", "sweep.name=shared", "sweep.grid.model=softmax",
+                           "sweep.grid.regularizer=none", "sweep.overrides=['trainer.max_epochs=1','data.limit=600']",
+                           "evaluation.enabled=false", "report.images=1", "cluster.num_cpus=1"]}[command]
+    done = run_command([command, *args], timeout=600)
+    refused_in_one_line(done, f"{job / 'model.pt'}: model._target_=pandas.read_pickle is refused")
+    assert not marker.exists()
+
+
+def test_weights_only_from_a_job_folder_with_your_own_class(sweep_copy, tmp_path):
+    """model=pretrained with model.architecture takes a job's weights and calls nothing its model.pt names."""
+
+    job, marker = only_job(sweep_copy), tmp_path / "marker"
+    plant_model(job, {"_target_": "pandas.read_pickle", "filepath_or_buffer": str(pickle_payload(sweep_copy, marker))})
+    model = pretrained.load(str(job / "model.pt"), {"_target_": "pipeline.models.Softmax"}, [1, 28, 28], 10)
+    assert type(model).__name__ == "Softmax" and not marker.exists()
+
+
+def test_a_planted_plan_json_data_source_is_refused(sweep_copy, tmp_path):
+
+    marker = tmp_path / "marker"
+    plan = json.loads((sweep_copy / "plan.json").read_text())
+    plan[0]["config"]["data"].update(source="pandas.read_pickle",
+                                     filepath_or_buffer=str(pickle_payload(sweep_copy, marker)))
+    (sweep_copy / "plan.json").write_text(json.dumps(plan))
+
+    done = run_command(["jobs.report", f"dir={sweep_copy}"])
+    refused_in_one_line(done, f"{sweep_copy / 'plan.json'}: data.source=pandas.read_pickle is refused: not one of "
+                              "Harness's data sources")
+    assert not marker.exists()
+
+
+def test_interpolations_in_saved_configs_are_refused_not_resolved(sweep_copy, monkeypatch):
+    """A saved config is read as written: `${oc.env:...}` would copy a secret of the reader into the report."""
+
+    job = only_job(sweep_copy)
+    config = job / "config.yaml"
+    config.write_text(config.read_text().replace("name: mnist5k", "name: ${oc.env:SECRET}"))
+    monkeypatch.setenv("SECRET", "hunter2")
+    with pytest.raises(ConfigError, match=rf"^{config}: data.name=\$\{{oc.env:SECRET\}} is refused: an interpolation"):
+        store.read_config(job)
+    settings = sweep_copy / "sweep.yaml"
+    settings.write_text(settings.read_text().replace("name: shared", "name: ${oc.env:SECRET}", 1))
+    done = run_command(["jobs.report", f"dir={sweep_copy}"], SECRET="hunter2")
+    refused_in_one_line(done, f"{settings}: ", "${oc.env:SECRET} is refused: an interpolation")
+    assert "hunter2" not in done.stderr + done.stdout
+
+
+def test_a_job_id_that_leads_out_of_the_sweep_is_refused(sweep_copy, tmp_path):
+
+
+    outside = tmp_path / "outside_job"
+    shutil.copytree(only_job(sweep_copy), outside)
+    before = sorted(p.name for p in outside.iterdir())
+    plan = json.loads((sweep_copy / "plan.json").read_text())
+    plan[0]["id"] = "../../outside_job"
+    (sweep_copy / "plan.json").write_text(json.dumps(plan))
+    done = run_command(["jobs.report", f"dir={sweep_copy}"])
+    refused_in_one_line(done, f"{sweep_copy / 'plan.json'}: job id '../../outside_job' is refused: a job id is 12 "
+                              "hex digits")
+    assert sorted(p.name for p in outside.iterdir()) == before
+
+
+@pytest.mark.parametrize("args, key", [
+    (["sweep.grid.model=softmax", "sweep.overrides=[\"data.name='<img src=x onerror=alert(1)>'\"]"], "data.name"),
+    (["sweep.grid.model=softmax", "sweep.overrides=['data.name=../../x']"], "data.name"),
+    (["experiment=zoo", "zoo.models={..: /tmp/a.pt}"], "zoo.models"),
+])
+def test_names_that_become_file_names_are_plain_words(args, key, tmp_path):
+    done = run_command(["jobs.sweep", *args, "plan_only=true", f"dir={tmp_path / 'sweep'}"])
+    refused_in_one_line(done, f"{key}=", "is refused: it becomes part of a file name")
+
+
+def test_a_symlinked_parts_folder_is_refused_and_nothing_there_changes(sweep_copy, tmp_path):
+
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "results.csv").write_text("precious\n")
+    shutil.rmtree(sweep_copy / "parts" / "transfer")
+    (sweep_copy / "parts" / "transfer").symlink_to(victim)
+    done = run_command(["jobs.transfer", f"dir={sweep_copy}", "cluster.num_cpus=1"])
+    refused_in_one_line(done, "parts folder=parts/transfer is refused: it leads out of")
+    assert [p.name for p in victim.iterdir()] == ["results.csv"]
+    assert (victim / "results.csv").read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("entry", [".lock", "attempts.jsonl", "job.log"])
+def test_symlinked_entries_of_a_job_are_refused(tmp_path, entry):
+
+    job, victim = tmp_path / "job", tmp_path / "victim.txt"
+    job.mkdir()
+    victim.write_text("precious\n")
+    (job / entry).symlink_to(victim)
+    use = {".lock": lambda: store.claim(job).__enter__(), "attempts.jsonl": lambda: store.start_attempt(job),
+           "job.log": lambda: store.job_log(job).__enter__()}[entry]
+    with pytest.raises(ConfigError, match=rf"^{job / entry} is refused: a symlink; Harness follows nothing"):
+        use()
+    assert victim.read_text() == "precious\n"
+
+
+def test_keep_copies_regular_files_only_and_never_widens_their_mode(tmp_path, shared_sweep):
+
+
+    source = Path(shutil.copytree(only_job(shared_sweep), tmp_path / "source"))
+    secret = tmp_path / "secret.pt"
+    secret.write_bytes(b"someone else's")
+    secret.chmod(0o600)
+    (source / "pretrained.pt").symlink_to(secret)
+    target = tmp_path / "target"
+    target.mkdir()
+    with pytest.raises(ConfigError, match=rf"^{source / 'pretrained.pt'} is refused: a symlink"):
+        pretrained.keep(target, {"path": str(source)})
+    assert not (target / "pretrained.pt").exists()
+    (source / "pretrained.pt").unlink()
+    (source / "model.pt").chmod(0o600)
+    pretrained.keep(target, {"path": str(source)})
+    assert (target / "model.pt").stat().st_mode & 0o777 == 0o600

@@ -246,9 +246,9 @@ def first_job(results: Results, setting: Setting) -> tuple[str, str] | None:
     return None
 
 
-def loaded(results: Results, job_dirs: Mapping[str, Path], job: str) -> tuple[torch.nn.Module, Any, Any, Any]:
-    config = results.jobs.set_index("job_id").loc[job, "config"]
-    x, y = test_set(config)
+def loaded(job_dirs: Mapping[str, Path], job: str) -> tuple[torch.nn.Module, Any, Any, Any]:
+    config = store.read_config(job_dirs[job])   # as the job saved it, checked as data (pipeline.trust)
+    x, y = test_set(config, job_dirs[job] / store.CONFIG)
     clip = config["attack"].get("clip")
     return store.load_model(job_dirs[job]), x, y, tuple(clip) if clip else None
 
@@ -258,7 +258,7 @@ def draw_figures(results: Results, job_dirs: Mapping[str, Path], plots: Path, lo
     """Every figure whose settings the sweep ran, as PNGs under `plots`."""
     drawn: list[Drawn] = []
     if found := first_job(results, claims.LOGISTIC_3V7):
-        model, x, y, clip = loaded(results, job_dirs, found[1])
+        model, x, y, clip = loaded(job_dirs, found[1])
     if found and not without_first_layer("Fig. 2", {"logistic regression": model}):
         plot_logistic(logistic_figure(model, x, y, eps, clip), plots / "fig2_logistic.png")
         drawn.append(Drawn("fig2_logistic.png", "Fig. 2: logistic regression on 3s vs 7s: weights w, sign(w), "
@@ -273,7 +273,7 @@ def draw_figures(results: Results, job_dirs: Mapping[str, Path], plots: Path, lo
                                                "trained maxout network"))
     for setting in (claims.MAXOUT, claims.SOFTMAX):
         if found := first_job(results, setting):
-            model, x, y, _ = loaded(results, job_dirs, found[1])
+            model, x, y, _ = loaded(job_dirs, found[1])
             name = setting.name.replace(" ", "_")
             plot_logits(logits_along_fgsm(model, x[0], y[0], logit_range), plots / f"fig4_logits_{name}.png",
                         setting.name)

@@ -219,7 +219,7 @@ def evaluate_job(job_id: str, job_dir: str, settings: Mapping[str, Any]) -> dict
     config = store.read_config(Path(job_dir))
     device = task_device()   # the GPU Ray assigned this task, else the CPU
     model = store.load_model(job_dir, device)
-    x, y = (t.to(device) for t in test_set(config))
+    x, y = (t.to(device) for t in test_set(config, Path(job_dir) / store.CONFIG))
     batch_size = int(settings["batch_size"])
     epsilons = [float(e) for e in settings["epsilons"]]
     rows, fooled = evaluate_attacks(model, x, y, settings["attacks"], settings["clips"], epsilons, batch_size,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import pretrained
 from pipeline.errors import ConfigError
+from pipeline.names import plain_word
 from pipeline.planned_job import Job
 from pipeline.stages.composer import Composer, with_value
 
@@ -87,11 +89,13 @@ def zoo_grid(models: Mapping[str, str] | None, grid: dict[str, Any], when: dict[
     file (`model.path`), beside any other axes of the grid."""
     if not models:
         raise ConfigError("zoo.models is empty; name the models to compare, e.g. 'zoo.models={a: a.pt, b: b.pt}'")
-    bad = [name for name in models if not str(name).replace("-", "_").replace(".", "_").isidentifier()]
-    if bad:
-        raise ConfigError(f"zoo.models names {bad} must be plain words (letters, digits, _ - .): they become settings")
+    for name in models:
+        plain_word(name, "zoo.models")   # a name becomes a setting and a file name
     points = {f"model.name={name}": [f"model.path='{path}'"] for name, path in models.items()}
     return {**grid, "model.name": ",".join(models)}, {**when, **points}
+
+
+ID = re.compile(r"[0-9a-f]{12}")   # a job id: the first 12 hex digits of a sha256 (job_id)
 
 
 def job_id(config: Mapping[str, Any]) -> str:
@@ -126,5 +130,7 @@ def plan(sweep: DictConfig, group: str | None = None, composer: Composer | None 
         if group is not None and "wandb" in (config.get("logger") or {}):
             config = with_value(config, f"++logger.wandb.group={json.dumps(group)}")
         identity = job_id(config)
+        if isinstance(config.get("data"), Mapping):   # its name becomes part of plot file names
+            plain_word(config["data"].get("name"), "data.name")
         jobs.setdefault(identity, Job(identity, tuple(point), {**config, "job_id": identity}))
     return list(jobs.values())

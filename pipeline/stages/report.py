@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from pipeline import store
 from pipeline.provenance import made_by_this_code
 from pipeline.planned_job import Job
-from pipeline.stages.sweep_dir import (EVALUATIONS, SUMMARY, TRANSFER, TRANSFER_SETTINGS, complete_jobs,
+from pipeline.stages.sweep_dir import (EVALUATIONS, PLAN, SUMMARY, TRANSFER, TRANSFER_SETTINGS, complete_jobs,
                                        failed_jobs, job_dir, log_stage, read_table)
 
 
@@ -49,7 +49,7 @@ def example_images(sweep_dir: Path, jobs: list[Job], count: int,
 
     examples = {}
     for job in jobs if count > 0 else []:
-        x, y = (t[:count] for t in test_set(job.config))
+        x, y = (t[:count] for t in test_set(job.config, sweep_dir / PLAN))
         model = store.load_model(job_dir(sweep_dir, job))
         clip = as_clip(job.config["attack"].get("clip"))
         images = [fgsm(model, x, y, eps, clip) if eps > 0 else x for eps in epsilons]

@@ -48,12 +48,34 @@ def open_sweep(stage: DictConfig) -> tuple[DictConfig, Path, list[Job]]:
     try:
         cfg = OmegaConf.load(sweep_dir / SETTINGS)
         entries = store.read_json(sweep_dir / PLAN)
-        jobs = [Job(e["id"], tuple(e["overrides"]), e["config"]) for e in entries]
+        jobs = [Job(e["id"], tuple(e["overrides"]), dict(e["config"])) for e in entries]
     except (OSError, ValueError, KeyError, TypeError):
         raise ConfigError(f"dir={sweep_dir} is not a sweep directory (no readable {SETTINGS} and {PLAN}); "
                           "give the folder `python -m jobs.sweep` wrote, e.g. outputs/sweeps/main") from None
+    checked_plan(cfg, jobs, sweep_dir)
     cfg = OmegaConf.merge(cfg, {"dir": str(sweep_dir), "cluster": stage.cluster, "wandb": stage.wandb})
     return cfg, sweep_dir, jobs
+
+
+def checked_plan(cfg: DictConfig, jobs: list[Job], sweep_dir: Path) -> None:
+    """A sweep folder may have been written by someone else: its files are data. Refuse interpolations in
+    sweep.yaml and plan.json, ids that are not job ids (they become paths) and names that are not plain words
+    (they become file names), each in one line. What a job config names as code is checked where it is built
+    (pipeline.trust)."""
+    from pipeline import trust
+    from pipeline.names import plain_word
+    from pipeline.stages.plan import ID
+
+    trust.plain_values(OmegaConf.to_container(cfg, resolve=False), sweep_dir / SETTINGS)
+    for job in jobs:
+        if not isinstance(job.id, str) or not ID.fullmatch(job.id):
+            raise ConfigError(f"{sweep_dir / PLAN}: job id {job.id!r} is refused: a job id is 12 hex digits (the hash "
+                              "the planner names a job with)")
+        trust.plain_values(job.config, sweep_dir / PLAN, job.id)
+        data, model = (job.config[key] if isinstance(job.config.get(key), dict) else {} for key in ("data", "model"))
+        plain_word(data.get("name"), f"{job.id}.data.name", sweep_dir / PLAN)
+        if model.get("name") is not None:   # a zoo member's name
+            plain_word(model["name"], f"{job.id}.model.name", sweep_dir / PLAN)
 
 
 def job_dir(sweep_dir: Path, job: Job) -> Path:
@@ -91,7 +113,7 @@ def table_from_parts(sweep_dir: Path, stage: str, function: Callable[..., dict[s
     """A stage's table from one part per task (part key -> the task's arguments; `function` returns {"rows": ...}).
     Parts already on disk are reused (all recomputed with force); the others run as tasks and each is written as
     its task finishes, so an interrupted stage keeps what it finished. Parts no task names any more are removed."""
-    folder = sweep_dir / PARTS / stage
+    folder = store.inside(sweep_dir, f"{PARTS}/{stage}", "parts folder")   # a symlink out of the sweep is refused
     folder.mkdir(parents=True, exist_ok=True)
     existing = {path.stem for path in folder.glob("*.csv")}
     todo = {key: args for key, args in tasks.items() if force or key not in existing}
@@ -103,7 +125,9 @@ def table_from_parts(sweep_dir: Path, stage: str, function: Callable[..., dict[s
     outcome = run_tasks(stage, function, todo, cpus, gpus, retries, already_done=len(tasks) - len(todo),
                         on_result=write)
     for key in existing - set(tasks):
-        (folder / f"{key}.csv").unlink(missing_ok=True)
+        part = folder / f"{key}.csv"
+        if part.is_file() and not part.is_symlink():   # regular files only: a link is no part this stage wrote
+            part.unlink()
     frames = [read_table(folder / f"{key}.csv") for key in tasks if (folder / f"{key}.csv").exists()]
     frames = [frame for frame in frames if len(frame)]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns))
@@ -129,5 +153,5 @@ def log_stage(sweep_dir: Path, jobs: list[Job], stage: str, tables: dict[str, pd
 
     settings = (jobs[0].config.get("logger") or {}).get("wandb") if jobs else None
     if settings:   # the jobs log to W&B (logger=wandb, alone or with others)
-        tracker = instantiate(OmegaConf.create(settings), "logger.wandb")
+        tracker = instantiate(OmegaConf.create(settings), "logger.wandb", origin=sweep_dir / PLAN)
         tracker.log_stage(sweep_dir, stage, tables, list(images), html)

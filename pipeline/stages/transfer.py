@@ -86,7 +86,8 @@ def transfer_task(sources: list[str], targets: list[str], directories: dict[str,
 
     device = task_device()   # the GPU Ray assigned this task, else the CPU
     models = {job: store.load_model(directories[job], device) for job in dict.fromkeys(sources + targets)}
-    x, y = (t.to(device) for t in test_set(store.read_config(Path(directories[sources[0]]))))
+    first = Path(directories[sources[0]])
+    x, y = (t.to(device) for t in test_set(store.read_config(first), first / store.CONFIG))
     rows, gradients = [], 0
     for source in sources:
         found, taken = transfer_rows(source, models[source], {t: models[t] for t in targets}, x, y, epsilons,
