@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 import shutil
-from contextlib import contextmanager, nullcontext
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -218,47 +220,53 @@ def dataset_split(dataset: Any, where: str) -> Split:
 
 
 @contextmanager
-def removing_what_fails(root: Path, depth: int = 3) -> Iterator[None]:
-    """Remove what a failed attempt created under root (a download leaves <root>/MNIST/raw behind): the files and
-    folders within `depth` levels (torchvision's <root>/<Name>/raw/<file>) that were not there before."""
-    def listing() -> set[Path]:
-        found, level = set(), [root]
-        for _ in range(depth):
-            level = [child for parent in level if parent.is_dir() for child in parent.iterdir()]
-            found.update(level)
-        return found
-
-    existed, before = root.exists(), listing() if root.exists() else set()
+def private_download(root: Path) -> Iterator[Path]:
+    """A folder of this process's own (mode 0700, next to root) to download into; when the block ends well, its
+    files are moved into root (a file already there, e.g. from another process downloading too, is kept). Either
+    way the folder is removed, and nothing else: a failed download never touches root."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.download-"))
     try:
-        yield
-    except BaseException:
-        if not existed:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            for path in sorted(listing() - before, key=lambda p: len(p.parts)):
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-        raise
+        yield folder
+        for file in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()):
+            target = root / file.relative_to(folder)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(file, target)   # never replaces a file: whoever moved it in first wins
+            except FileExistsError:
+                pass
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def torchvision_split(cls: type, root: str | Path, train: bool, download: bool, options: Mapping[str, Any]) -> Any:
+    """One split of a torchvision data set; a missing or undownloadable one is DataMissing."""
+    try:
+        return cls(str(root), download=download, **split_argument(cls, train), **options)
+    except (RuntimeError, OSError) as error:
+        raise DataMissing(reason(error)) from None
+    except TypeError as error:
+        raise ConfigError(f"data.dataset_options={dict(options)} do not fit {cls.__name__}: {error}") from None
 
 
 def torchvision(dataset: str, root: str, download: bool = False, dataset_options: Mapping[str, Any] | None = None,
                 hint: str = "download it on a machine with network access into that folder") -> tuple[Split, Split]:
-    """data=torchvision: the train and test splits of torchvision.datasets.<dataset> under root."""
-    cls = dataset_class(dataset)
-    splits = []
-    for train in (True, False):
-        where = f"{dataset} under data.root={root}"
+    """data=torchvision: the train and test splits of torchvision.datasets.<dataset> under root; where they are
+    missing and `download` allows, downloaded first (private_download)."""
+    cls, options, where = dataset_class(dataset), dict(dataset_options or {}), f"{dataset} under data.root={root}"
+    try:
         try:
-            with removing_what_fails(Path(root)) if download else nullcontext():
-                loaded = cls(root, download=download, **split_argument(cls, train), **dict(dataset_options or {}))
-        except (RuntimeError, OSError) as error:
-            raise DataMissing(f"{dataset} not found under data.root={root} ({reason(error)}); {hint}") from None
-        except TypeError as error:
-            raise ConfigError(f"data.dataset_options={dict(dataset_options or {})} do not fit {dataset}: {error}") from None
-        splits.append(dataset_split(loaded, where))
-    return splits[0], splits[1]
+            loaded = [torchvision_split(cls, root, train, False, options) for train in (True, False)]
+        except DataMissing:
+            if not download:
+                raise
+            with private_download(Path(root)) as folder:
+                for train in (True, False):
+                    torchvision_split(cls, folder, train, True, options)
+            loaded = [torchvision_split(cls, root, train, False, options) for train in (True, False)]
+    except DataMissing as error:
+        raise DataMissing(f"{dataset} not found under data.root={root} ({error}); {hint}") from None
+    return dataset_split(loaded[0], where), dataset_split(loaded[1], where)
 
 
 # --- what a job id holds instead of a location ------------------------------------------------------------

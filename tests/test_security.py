@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_command
+from conftest import environment, run_command
 from pipeline import load_model, pretrained, store
 from pipeline.cluster import auth
 from pipeline.errors import ConfigError
@@ -319,3 +319,47 @@ def test_keep_copies_regular_files_only_and_never_widens_their_mode(tmp_path, sh
     (source / "model.pt").chmod(0o600)
     pretrained.keep(target, {"path": str(source)})
     assert (target / "model.pt").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_failed_download_removes_only_its_own_private_folder(tmp_path):
+    """Two runs share a data.root: while one downloads (its server answers only when told to), another process
+    writes its 18 files there; then the download fails. The other's files stay; the failed run leaves nothing."""
+    import http.server
+    import threading
+
+    release = threading.Event()
+
+    class Stalling(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            release.wait(120)
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    root, raw = tmp_path / "data", tmp_path / "data" / "MNIST" / "raw"
+    download = (f"import torchvision, pipeline.sources as s; torchvision.datasets.MNIST.mirrors = "
+                f"['http://127.0.0.1:{server.server_address[1]}/']; s.torchvision('MNIST', {str(root)!r}, download=True)")
+    downloader = subprocess.Popen([sys.executable, "-c", download], cwd=ROOT, env=environment(),
+                                  stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (private := list(tmp_path.glob(".data.download-*"))):
+            assert downloader.poll() is None and time.monotonic() < deadline, "the download did not start"
+            time.sleep(0.1)
+        assert private[0].stat().st_mode & 0o777 == 0o700
+        other = f"from pathlib import Path; r = Path({str(raw)!r}); r.mkdir(parents=True, exist_ok=True); " \
+                "[(r / f'part{i}').write_text('theirs') for i in range(18)]"
+        subprocess.run([sys.executable, "-c", other], check=True)
+        release.set()
+        _, stderr = downloader.communicate(timeout=120)
+    finally:
+        release.set()
+        server.shutdown()
+        if downloader.poll() is None:
+            downloader.kill()
+    assert "DataMissing: MNIST not found under data.root=" in stderr.strip().splitlines()[-1]
+    assert sorted(p.name for p in raw.iterdir()) == sorted(f"part{i}" for i in range(18))
+    assert {p.read_text() for p in raw.iterdir()} == {"theirs"} and not list(tmp_path.glob(".data.download-*"))
