@@ -184,10 +184,10 @@ def test_pgd_attack_counts_every_example_fgsm_fools(softmax):
     fast = FGSM().curve(model, x, y, epsilons)
     strong = PGD(steps=3).curve(model, x, y, epsilons)
     assert (strong.wrong | ~fast.wrong).all()                      # per example, not only on average
-    pure = PGD(steps=3, with_fgsm=False).curve(model, x, y, epsilons)
-    generator = torch.Generator().manual_seed(0)
-    for k, eps in enumerate(epsilons):                            # with_fgsm=False is plain pgd()
-        adv = pgd(model, x, y, eps, 0.25 * eps, 3, generator=generator)
+    plain = PGD(steps=3, with_fgsm=False)
+    pure = plain.curve(model, x, y, epsilons)
+    for k, eps in enumerate(epsilons):            # with_fgsm=False is plain pgd() on the attack's own stream at ε
+        adv = pgd(model, x, y, eps, 0.25 * eps, 3, generator=plain.random_stream(eps))
         assert torch.equal(pure.predictions[k], predict(model, adv)[1])
     one_step = PGD(steps=1, step_fraction=1.0, random_start=False, with_fgsm=False).curve(model, x, y, epsilons)
     assert torch.equal(one_step.predictions, fast.predictions)

@@ -118,10 +118,11 @@ class APGD(Attack):
 
     def __init__(self, steps: int = 100, restarts: int = 1, rho: float = 0.75,
                  clip: Sequence[float] | None = (0.0, 1.0), craft_with: str = "true", seed: int = 0) -> None:
-        super().__init__(clip, craft_with)
+        super().__init__(clip, craft_with, seed)
         check_iterations(steps, restarts)
         self.steps, self.restarts, self.rho = steps, restarts, check_rho(rho)
-        self.generator = torch.Generator().manual_seed(seed)
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float) -> torch.Tensor:
-        return apgd(model, x, y, eps, self.steps, self.restarts, self.rho, self.clip, self.generator)
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        return apgd(model, x, y, eps, self.steps, self.restarts, self.rho, self.clip,
+                    generator or self.random_stream(eps))

@@ -79,7 +79,7 @@ class AutoAttack(Attack):
 
     def __init__(self, version: str = "standard", clip: Sequence[float] | None = UNIT_BOX, seed: int = 0,
                  limit: int | None = None, components: Sequence[str] | None = None) -> None:
-        super().__init__(clip, "true")
+        super().__init__(clip, "true", seed)
         if version not in VERSIONS:
             raise ConfigError(f"autoattack version={version!r}; use one of {', '.join(VERSIONS)}")
         if components is not None:
@@ -90,7 +90,7 @@ class AutoAttack(Attack):
             components = list(components)
         if limit is not None and limit < 0:
             raise ConfigError(f"autoattack limit={limit} must be ≥ 0 (or null: no limit)")
-        self.version, self.seed, self.limit, self.components = version, seed, limit, components
+        self.version, self.limit, self.components = version, limit, components
 
     def accepts(self, clip: Clip) -> bool:
         return clip == UNIT_BOX
@@ -113,10 +113,14 @@ class AutoAttack(Attack):
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
             ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
         """The adversarial points and, per component, the examples it fooled that the ones before it did not and
-        its seconds."""
+        its seconds. The reference reseeds torch's global generator: with a seed of its own per (stream, version,
+        components, ε, clipping), inside `fork_rng` so the caller's draws are left as they were."""
         if not self.accepts(self.clip):
             raise ConfigError(f"autoattack clip={self.clip}: the reference code clamps to [0, 1]; use clip [0.0, 1.0]")
-        return autoattack(model, x, y, eps, self.version, self.seed, components=self.components)
+        seed = self.seed_for(eps, self.version, self.components)
+        with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+            return autoattack(model, x, y, eps, self.version, seed, components=self.components)
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float) -> torch.Tensor:
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float,
+                generator: torch.Generator | None = None) -> torch.Tensor:   # its draws: `run`'s seed
         return self.run(model, x, y if y is not None else predict(model, x)[1], eps)[0]

@@ -7,6 +7,8 @@ training cost (`model.cost`, cross-entropy for models that do not define one: pi
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -146,20 +148,42 @@ def as_clip(clip: Sequence[float] | None) -> Clip:
     return None if clip is None else (float(clip[0]), float(clip[1]))
 
 
+def stream_seed(*key: object) -> int:
+    """A 63-bit seed from the key's text (sha256, not Python's salted `hash`): the same key gives the same seed in
+    any process, on any machine, and two keys share no stream."""
+    text = json.dumps([str(k) for k in key])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
 class Attack:
     """An evaluation attack (`attack=<option>`, `evaluation.attacks`): `perturb` crafts a batch at one ε; `curve`
     scores the attack at every ε against the true labels. Crafting uses the true labels (`craft_with="true"`)
-    or the model's own predictions ("predicted", no label leaking)."""
+    or the model's own predictions ("predicted", no label leaking).
+
+    Random draws come from one stream per ε, seeded by (`seed`, `stream`, ε, clipping): the evaluation sets
+    `stream` to (job id, attack name), so a number does not move when other ε, attacks or jobs are evaluated
+    beside it, or in another order."""
 
     name = "attack"
 
-    def __init__(self, clip: Sequence[float] | None = (0.0, 1.0), craft_with: str = "true") -> None:
+    def __init__(self, clip: Sequence[float] | None = (0.0, 1.0), craft_with: str = "true", seed: int = 0) -> None:
         if craft_with not in CRAFT_WITH:
             raise ConfigError(f"craft_with={craft_with!r}; use 'true' or 'predicted'")
-        self.clip, self.craft_with = as_clip(clip), craft_with
+        self.clip, self.craft_with, self.seed = as_clip(clip), craft_with, seed
+        self.stream: tuple[object, ...] = ()
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float) -> torch.Tensor:
-        """Adversarial versions of the batch x at radius ε, crafted with labels y (None: the predictions)."""
+    def seed_for(self, eps: float, *more: object) -> int:
+        """The seed of this attack's stream at ε (`more`: what else its draws depend on, e.g. AutoAttack's
+        components)."""
+        return stream_seed(self.seed, *self.stream, float(eps), self.clip, *more)
+
+    def random_stream(self, eps: float) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed_for(eps))
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Adversarial versions of the batch x at radius ε, crafted with labels y (None: the predictions). Random
+        draws come from `generator` (None: a fresh `random_stream(eps)`)."""
         raise NotImplementedError
 
     def accepts(self, clip: Clip) -> bool:
@@ -173,10 +197,12 @@ class Attack:
               batch_size: int | None = None) -> Curve:
         epsilons = check_epsilons(epsilons)
         size = batch_size or len(x)
+        streams = [self.random_stream(e) for e in epsilons]   # one per ε, carried across the batches
         predictions, confidences = [], []
         for start in range(0, len(x), size):
             xb, yb = x[start: start + size].detach(), y[start: start + size]
-            advs = [xb if e == 0 else self.perturb(model, xb, self.craft_labels(yb), e) for e in epsilons]
+            advs = [xb if e == 0 else self.perturb(model, xb, self.craft_labels(yb), e, stream)
+                    for e, stream in zip(epsilons, streams)]
             confidence, predicted = zip(*(predict(model, adv) for adv in advs))
             predictions.append(torch.stack(predicted))
             confidences.append(torch.stack(confidence))

@@ -59,5 +59,6 @@ class Exact(Attack):
 
     name = "exact"
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float) -> torch.Tensor:
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float,
+                generator: torch.Generator | None = None) -> torch.Tensor:   # no random draws
         return worst_case(model, x, y if y is not None else predict(model, x)[1], eps, self.clip)

@@ -52,7 +52,8 @@ class FGSM(Attack):
 
     name = "fgsm"
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float) -> torch.Tensor:
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float,
+                generator: torch.Generator | None = None) -> torch.Tensor:   # no random draws
         return fgsm(model, x, y, eps, self.clip)
 
     def curve(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilons: Sequence[float],

@@ -59,17 +59,17 @@ class PGD(Attack):
     def __init__(self, steps: int = 10, step_fraction: float = 0.25, random_start: bool = True, restarts: int = 1,
                  clip: Sequence[float] | None = (0.0, 1.0), craft_with: str = "true", seed: int = 0,
                  with_fgsm: bool = True) -> None:
-        super().__init__(clip, craft_with)
+        super().__init__(clip, craft_with, seed)
         check_iterations(steps, restarts)
         if not step_fraction > 0:
             raise ConfigError(f"attack.step_fraction={step_fraction} must be > 0 (the step size as a fraction of ε)")
         self.steps, self.step_fraction, self.random_start, self.restarts = steps, step_fraction, random_start, restarts
-        self.seed, self.with_fgsm = seed, with_fgsm
-        self.generator = torch.Generator().manual_seed(seed)
+        self.with_fgsm = with_fgsm
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float) -> torch.Tensor:
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float,
+                generator: torch.Generator | None = None) -> torch.Tensor:
         adv = pgd(model, x, y, eps, self.step_fraction * eps, self.steps, self.random_start, self.restarts,
-                  self.clip, self.generator)
+                  self.clip, generator or self.random_stream(eps))
         if not self.with_fgsm:
             return adv
         labels = y if y is not None else predict(model, x)[1]
