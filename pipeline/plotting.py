@@ -14,6 +14,8 @@ def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    # Labels are text, never mathtext: a setting's name holding `$...$` (read from a sweep) is drawn as written.
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt

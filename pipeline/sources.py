@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import os
 import shutil
 import tempfile
@@ -126,7 +127,7 @@ def read_image(path: Path) -> np.ndarray:
         with Image.open(path) as image:
             grey = image.mode in ("1", "L", "LA", "I", "I;16", "F")
             return np.asarray(image.convert("L" if grey else "RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
         raise ConfigError(f"{path}: not a readable image ({reason(error)})") from None
 
 
@@ -160,6 +161,33 @@ def folder(root: str) -> tuple[Split, Split]:
 # --- data=arrays -------------------------------------------------------------------------------------------
 
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# Loading arrays, turning images into float32 and splitting them took ten times their size in memory (a .npz of
+# 627 MB of zeros reached 6.4 GB): arrays larger than this share of the machine's memory are refused unread.
+MEMORY_PER_BYTE = 10
+
+
+def memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def array_bytes(npz: Any, key: str) -> int:
+    """The size of one array of an open .npz, from its header (a compressed member is not inflated)."""
+    with npz.zip.open(f"{key}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in read_header:
+            raise ValueError(f"{key}: .npy format version {version} (expected 1.0 or 2.0)")
+        shape, _, dtype = read_header[version](member)
+    return math.prod(shape) * dtype.itemsize
+
+
+def check_fits(file: Path, size: int) -> None:
+    """Refuse arrays of `size` bytes that loading would need more of this machine's memory for than it has."""
+    memory = memory_bytes()
+    if size * MEMORY_PER_BYTE > memory:
+        raise ConfigError(f"{file}: its arrays hold {size / 1e9:.2f} GB, more than the "
+                          f"{memory / MEMORY_PER_BYTE / 1e9:.2f} GB this machine can load ({MEMORY_PER_BYTE} times "
+                          f"their size, of its {memory / 1e9:.1f} GB of memory); use fewer or smaller images")
 
 
 def arrays(path: str) -> tuple[Split, Split]:
@@ -169,8 +197,11 @@ def arrays(path: str) -> tuple[Split, Split]:
         raise ConfigError(f"data.path={path}: no such file; expected a .npz with {', '.join(ARRAY_KEYS)}")
     try:
         with np.load(file, allow_pickle=False) as npz:
+            check_fits(file, sum(array_bytes(npz, key) for key in ARRAY_KEYS if key in npz.files))
             loaded = {key: npz[key] for key in ARRAY_KEYS if key in npz.files}
             found = npz.files
+    except ConfigError:
+        raise
     except (OSError, ValueError, EOFError) as error:
         raise ConfigError(f"{file}: not a readable .npz ({reason(error)})") from None
     missing = [key for key in ARRAY_KEYS if key not in loaded]

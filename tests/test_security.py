@@ -341,7 +341,8 @@ def test_a_failed_download_removes_only_its_own_private_folder(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     root, raw = tmp_path / "data", tmp_path / "data" / "MNIST" / "raw"
     download = (f"import torchvision, pipeline.sources as s; torchvision.datasets.MNIST.mirrors = "
-                f"['http://127.0.0.1:{server.server_address[1]}/']; s.torchvision('MNIST', {str(root)!r}, download=True)")
+                f"['http://127.0.0.1:{server.server_address[1]}/']; "
+                f"s.torchvision('MNIST', {str(root)!r}, download=True)")
     downloader = subprocess.Popen([sys.executable, "-c", download], cwd=ROOT, env=environment(),
                                   stderr=subprocess.PIPE, text=True)
     try:
@@ -363,3 +364,117 @@ def test_a_failed_download_removes_only_its_own_private_folder(tmp_path):
     assert "DataMissing: MNIST not found under data.root=" in stderr.strip().splitlines()[-1]
     assert sorted(p.name for p in raw.iterdir()) == sorted(f"part{i}" for i in range(18))
     assert {p.read_text() for p in raw.iterdir()} == {"theirs"} and not list(tmp_path.glob(".data.download-*"))
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_sweep_sbatch_uses_private_temp_folders_not_what_another_user_planted(tmp_path):
+    """Another local user (uid 65534) pre-creates what sweep.sbatch used to write at predictable names in /tmp: a
+    0777 /tmp/ray-<job id> holding a symlink ray-start.log -> a file of the victim, and /tmp/ray-<job id>.driver.err
+    -> another. The sweep runs in folders of its own (mktemp -d) and neither file changes."""
+    from tests.support.slurm_cluster import SlurmCluster, slurm_available
+
+    if reason := slurm_available():
+        pytest.skip(reason)
+    victims = [tmp_path / "victim-log", tmp_path / "victim-err"]
+    for victim in victims:
+        victim.write_text("precious\n")
+    with SlurmCluster(tmp_path / "slurm") as slurm:
+        probe = slurm.sbatch(["--hold", "--wrap=true", f"--output={tmp_path}/probe.out"])
+        subprocess.run(["scancel", str(probe)], env=slurm.env, check=True, timeout=30)
+        planted = [Path(f"/tmp/ray-{job}") for job in range(probe + 1, probe + 4)]   # the next job ids
+        try:
+            for folder in planted:
+                subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c",
+                                f"mkdir -m 0777 {folder} && ln -s {victims[0]} {folder}/ray-start.log && "
+                                f"ln -s {victims[1]} {folder}.driver.err"], check=True, timeout=30)
+            env = {**slurm.env, "HARNESS_PYTHON": sys.executable, "WANDB_MODE": "disabled", "HARNESS_REQUIRE_CUDA": "0",
+                   "HARNESS_RAY_ARGS": "--object-store-memory=200000000", "HARNESS_RAY_HEAD_IP": "127.0.0.1"}
+            done = subprocess.run(["sbatch", "--parsable", "--cpus-per-task=2", "--time=10",
+                                   f"--output={tmp_path}/slurm-%j.out", "slurm/sweep.sbatch", "experiment=smoke",
+                                   "sweep.grid.model=softmax", "sweep.grid.regularizer=none", "report.images=0",
+                                   "transfer.enabled=false", "evaluation.enabled=false", f"dir={tmp_path / 'sweep'}"],
+                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+            job = int(done.stdout.strip().split(";")[0])
+            state = slurm.wait(job, timeout=600)
+            log = (tmp_path / f"slurm-{job}.out").read_text()
+            assert state == "COMPLETED" and "[sweep] trained 1, reused 0, failed 0" in log, log[-3000:]
+            assert Path(f"/tmp/ray-{job}") in planted   # the attacker guessed this job's old names right
+            assert [victim.read_text() for victim in victims] == ["precious\n"] * 2
+            assert all(sorted(p.name for p in folder.iterdir()) == ["ray-start.log"] for folder in planted)
+            used = re.findall(r"Ray temp dir (\S+)", log)
+            assert len(used) == 1 and re.fullmatch(r"/tmp/ray-[A-Za-z0-9]{8}", used[0]) and not Path(used[0]).exists()
+        finally:
+            for folder in planted:
+                subprocess.run(["rm", "-rf", str(folder), f"{folder}.driver.err"], timeout=30)
+
+
+# --- Bad files end in one line, before they take the machine's memory ------------------------------------------
+
+def npz_claiming(path: Path, shape: tuple[int, ...]) -> Path:
+    """A .npz whose x_train header says `shape` (uint8) and whose data stops after a few bytes: what a compressed
+    bomb looks like to a reader of headers, without writing gigabytes here."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for key, array in {"y_train": np.zeros(10, np.int64), "x_test": np.zeros((10, 28, 28), np.uint8),
+                           "y_test": np.zeros(10, np.int64)}.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, array)
+            archive.writestr(f"{key}.npy", buffer.getvalue())
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        archive.writestr("x_train.npy", header.getvalue() + bytes(1000))
+    return path
+
+
+def png_claiming(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header says width x height grey pixels (its pixel data cut short): a decompression bomb to PIL."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(1000)))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_an_npz_bomb_is_refused_from_its_headers_in_one_line(tmp_path):
+    bomb = npz_claiming(tmp_path / "bomb.npz", (1_000_000, 200, 100))   # 20 GB of images
+    done = run_command(["jobs.train", "data=arrays", f"data.path={bomb}", f"hydra.run.dir={tmp_path / 'run'}"])
+    last = refused_in_one_line(done, f"{bomb}: its arrays hold 20.00 GB, more than the ", "GB this machine can load")
+    assert re.search(r"of its \d+\.\d GB of memory", last)
+
+
+def test_a_png_bomb_is_one_line_naming_the_file(tmp_path):
+    root = tmp_path / "images"
+    for split in ("train", "test"):
+        (root / split / "zero").mkdir(parents=True)
+    bomb = png_claiming(root / "train" / "zero" / "a.png", 20_000, 10_000)   # 200 megapixels
+    png_claiming(root / "test" / "zero" / "b.png", 28, 28)
+    done = run_command(["jobs.train", "data=folder", f"data.root={root}", f"hydra.run.dir={tmp_path / 'run'}"])
+    refused_in_one_line(done, f"{bomb}: not a readable image (Image size (200000000 pixels) exceeds limit")
+
+
+def test_a_huge_grid_is_refused_before_it_is_expanded(tmp_path):
+    done = run_command(["jobs.sweep", "sweep.grid.model=softmax", "sweep.grid.regularizer=none",
+                        "sweep.grid.seed=range(100000000)", "plan_only=true", f"dir={tmp_path / 'sweep'}"], timeout=60)
+    refused_in_one_line(done, "has 100,000,000 jobs, more than sweep.max_jobs=10,000,000")
+
+
+def test_names_with_markup_are_text_in_plots_and_report_md(sweep_copy):
+    """Setting labels from plan.json with mathtext ($...$) and HTML: the report is drawn, report.md shows them."""
+    plan = json.loads((sweep_copy / "plan.json").read_text())
+    plan[0]["overrides"] = ["model=$\\foo$", "regularizer=<img src=x onerror=alert(1)>"]
+    (sweep_copy / "plan.json").write_text(json.dumps(plan))
+    done = run_command(["jobs.report", f"dir={sweep_copy}"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = (sweep_copy / "report.md").read_text()
+    assert "$\\\\foo$,\\<img src=x onerror=alert(1)>" in report        # shown as written, never markup
+    assert not re.search(r"(?<!\\)<img", report)

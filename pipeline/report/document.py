@@ -143,20 +143,31 @@ class Document:
 
 # --- Markdown: one function per kind of block, each returning lines --------------------------------------------
 
+# What would make Markdown markup of a name (a setting, a model's name): a backslash, the start of an HTML tag or
+# autolink, a link's "](", and in a table cell its "|". Escaped, they show as they are (report.html escapes all).
+_MARKUP = re.compile(r"\\|<(?=[A-Za-z/!?])|\](?=\()")
+
+
+def _md(text: object, cell: bool = False) -> str:
+    escaped = _MARKUP.sub(lambda found: "\\" + found.group(0), str(text))
+    return escaped.replace("|", "\\|") if cell else escaped
+
+
 def _md_table(frame: pd.DataFrame) -> list[str]:
     columns, rows, numbers = _cells(frame)
     rule = "|" + "".join("---:|" if number else "---|" for number in numbers)   # ---: right-aligns
-    return ["| " + " | ".join(columns) + " |", rule] + ["| " + " | ".join(row) + " |" for row in rows]
+    return ["| " + " | ".join(_md(c, cell=True) for c in columns) + " |", rule] + [
+        "| " + " | ".join(_md(c, cell=True) for c in row) + " |" for row in rows]
 
 
 MARKDOWN = {
-    "heading": lambda heading: [f"## {heading[0]}"],
-    "text": lambda text: [str(text)],
+    "heading": lambda heading: [f"## {_md(heading[0])}"],
+    "text": lambda text: [_md(text)],
     "tally": lambda counts: ["**Verdicts:** " + ", ".join(f"{n} {verdict}" for verdict, n in counts.items())],
-    "contents": lambda headings: ["**Contents**", ""] + [f"{i}. [{text}](#{anchor})"
+    "contents": lambda headings: ["**Contents**", ""] + [f"{i}. [{_md(text)}](#{anchor})"
                                                          for i, (text, anchor) in enumerate(headings, 1)],
     "table": _md_table,
-    "image": lambda image: [f"![{image[1]}]({image[0]})"],
+    "image": lambda image: [f"![{_md(image[1])}]({image[0]})"],
 }
 
 # --- HTML: one function per kind of block, each returning markup -----------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from typing import Any, Mapping, Sequence
 
@@ -42,8 +43,23 @@ def flatten(grid: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def grid_overrides(grid: Mapping[str, Any]) -> list[list[str]]:
-    """Every grid point as a list of overrides, in `-m` order (Hydra's BasicSweeper does the expansion)."""
+def grid_size(overrides: Sequence[Any]) -> int:
+    """How many points parsed grid axes expand to, counted without expanding them."""
+    from hydra.core.override_parser.types import ChoiceSweep, RangeSweep
+
+    size = 1
+    for override in overrides:
+        value = override.value()
+        if isinstance(value, RangeSweep):
+            size *= max(0, math.ceil((value.stop - value.start) / value.step))
+        elif isinstance(value, ChoiceSweep):
+            size *= len(value.list)
+    return size
+
+
+def grid_overrides(grid: Mapping[str, Any], max_jobs: int | None = None) -> list[list[str]]:
+    """Every grid point as a list of overrides, in `-m` order (Hydra's BasicSweeper does the expansion). A grid of
+    more than `max_jobs` points is refused before it is expanded (it would take the machine's memory)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -59,6 +75,9 @@ def grid_overrides(grid: Mapping[str, Any]) -> list[list[str]]:
         axes.append(f"{axis}={values}")
     try:
         overrides = OverridesParser.create().parse_overrides(axes)
+        if max_jobs is not None and (size := grid_size(overrides)) > max_jobs:
+            raise ConfigError(f"sweep.grid {axes} has {size:,} jobs, more than sweep.max_jobs={max_jobs:,}; use a "
+                              "smaller grid, or raise sweep.max_jobs")
         batches = BasicSweeper.split_arguments(overrides, None)
     except HydraException as error:
         raise ConfigError(f"invalid sweep.grid {axes}: {str(error).splitlines()[0]}") from None
@@ -125,7 +144,7 @@ def plan(sweep: DictConfig, group: str | None = None, composer: Composer | None 
         models = sweep.zoo
         grid, when = zoo_grid(OmegaConf.to_container(models, resolve=True) if models is not None else None, grid, when)
     jobs: dict[str, Job] = {}
-    for point in grid_overrides(grid):
+    for point in grid_overrides(grid, sweep.get("max_jobs")):
         config = pretrained.pinned(located(composer(fixed + conditional_overrides(point, when) + point)))
         if group is not None and "wandb" in (config.get("logger") or {}):
             config = with_value(config, f"++logger.wandb.group={json.dumps(group)}")
