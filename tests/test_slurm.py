@@ -203,7 +203,8 @@ def test_sweep_ray_refuses_a_step_without_the_token_and_keeps_the_token_out_of_f
 def test_sweep_stops_its_ray_cluster(sweep):
     assert "[sweep.sbatch] stopping Ray on 1 node(s)" in sweep.log
     assert sweep.leftovers == [], sweep.leftovers
-    assert not Path(f"/tmp/ray-{sweep.job}").exists()
+    temps = re.findall(r"Ray temp dir (\S+)", sweep.log)                     # private, named in the log
+    assert temps and not any(Path(tmp).exists() for tmp in temps)
 
 
 def test_sweep_arguments_are_passed_verbatim_and_never_run(sweep):
@@ -245,7 +246,8 @@ def test_sweep_stops_cleanly_on_the_time_limit_signal(slurm, env, tmp_path):
     assert "submit the same command again" in log
     assert "[sweep] trained" not in log                                 # stopped mid-training
     assert job_processes(job) == []
-    assert not Path(f"/tmp/ray-{job}").exists()
+    temps = re.findall(r"Ray temp dir (\S+)", log)                     # private, named in the log
+    assert temps and not any(Path(tmp).exists() for tmp in temps)
 
 
 # --- slurm/array.sbatch --------------------------------------------------------------------------------------------
