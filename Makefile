@@ -1,8 +1,10 @@
-# `make main`: set up a fresh machine and run the main job.  `make test`: set up and run the tests.
+# `make main`: set up a fresh machine and run the main job.  `make test`: set up and run every test (what CI runs).
+# `make check`: the fast tier a developer runs before each commit (lint, then the tests that start no cluster,
+# browser or long job: see the markers in pyproject.toml).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup main test benchmark gpu-check gpu-wheels
+.PHONY: setup main test check lint benchmark gpu-check gpu-wheels
 
 setup: $(VENV)/.installed
 
@@ -16,7 +18,15 @@ main: setup
 	$(PY) -m jobs.sweep
 
 test: setup
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs --durations=25
+
+FAST := not (slow or ray or slurm or gpu or browser)
+
+check: lint
+	$(PY) -m pytest -q -x -m "$(FAST)"
+
+lint: setup
+	$(PY) -m ruff check .
 
 benchmark: setup
 	$(PY) -m jobs.benchmark

@@ -19,7 +19,7 @@ from pipeline.config import CONF_DIR
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="sweep")
 @exit_on_config_error
 def sweep(cfg: DictConfig) -> None:
-    from pipeline.stages import run_sweep
+    from pipeline.stages.sweep import run_sweep
 
     code = run_sweep(cfg)
     if code:

@@ -13,7 +13,7 @@ from pipeline.config import CONF_DIR
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="stage")
 @exit_on_config_error
 def transfer(stage: DictConfig) -> None:
-    from pipeline.stages import connect_cluster
+    from pipeline.stages.sweep import connect_cluster
     from pipeline.stages.sweep_dir import TRANSFER, open_sweep
     from pipeline.stages.transfer import transfer_stage
 

@@ -14,23 +14,22 @@ from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, Launche
 
 from hydra_plugins.harness_ray_launcher.config import NAME
 from hydra_plugins.harness_ray_launcher.ray_launcher import RayLauncher
-from pipeline.cluster.local import RayCluster
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 JOIN = "hydra.launcher.address=auto"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_ray_cluster(tmp_path_factory):
+def one_ray_cluster(ray_cluster):
     """The cluster every test's jobs run on; its environment (address, auth) is this process's and its apps'."""
     import ray
 
-    with RayCluster(tmp_path_factory.mktemp("ray"), num_cpus=1) as cluster, pytest.MonkeyPatch.context() as patch:
-        for key, value in cluster.env.items():
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in ray_cluster.env.items():
             patch.setenv(key, value)
         try:
-            yield cluster
+            yield ray_cluster
         finally:
             ray.shutdown()   # the suite's in-process sweeps made this process a driver of the cluster
 

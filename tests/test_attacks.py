@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pipeline.attacks import APGD, FGSM, PGD, Exact, apgd, autoattack, fgsm, fgsm_curve, pgd, predict, worst_case
-from conftest import train_sgd
+from tests.support.training import train_sgd
 from pipeline.errors import ConfigError
 from pipeline.models import Logistic, Maxout
 from pipeline.regularizers import Adversarial, Regularizer
@@ -35,8 +35,7 @@ def pixels() -> torch.Tensor:
 def fit_maxout(x: torch.Tensor, y: torch.Tensor, regularizer: Regularizer, epochs: int = 4) -> Maxout:
     """A small maxout net (64 units × 5 pieces, the paper's dropout and max-norm) trained with plain SGD on the
     regularizer's objective, as a job's training step does."""
-    torch.manual_seed(0)
-    return train_sgd(Maxout(x.shape[1:], 10, units=64, pieces=5), x, y, regularizer, epochs, seed=None)
+    return train_sgd(lambda: Maxout(x.shape[1:], 10, units=64, pieces=5), x, y, regularizer, epochs)
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +165,7 @@ def test_pgd_with_one_full_step_and_no_random_start_is_fgsm(softmax, clip):
     assert torch.equal(pgd(model, x, None, 0.1, 0.1, 1, random_start=False), fgsm(model, x, None, 0.1))
 
 
+@pytest.mark.slow
 def test_pgd_alone_is_at_least_as_strong_as_fgsm_on_a_trained_maxout(maxouts):
     """PGD alone (with_fgsm=False, no random start: nothing of FGSM's kept) on a naive maxout, at radii where FGSM
     fools some digits and not others (on a model trained against FGSM, PGD alone can fall below it: masking)."""
@@ -245,6 +245,7 @@ def test_fgsm_matches_torchattacks(softmax_model):
 RADII = [("naive", (0.05, 0.1)), ("adversarial", (0.1, 0.25))]   # where FGSM fools some digits, not all
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, radii", RADII)
 def test_pgd_matches_torchattacks_on_a_trained_maxout(maxouts, kind, radii):
     """Same ε, steps and step size, no random start, clipped to [0, 1]: error rates within 2 points."""
@@ -257,6 +258,7 @@ def test_pgd_matches_torchattacks_on_a_trained_maxout(maxouts, kind, radii):
         assert abs(float(ours.error[0]) - error_rate(model, theirs, y)) <= 0.02, eps
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, radii", RADII)
 def test_apgd_matches_torchattacks_on_a_trained_maxout(maxouts, kind, radii):
     """APGD-CE against torchattacks' APGD (cross-entropy, one restart, their own random start): error rates within
@@ -271,6 +273,7 @@ def test_apgd_matches_torchattacks_on_a_trained_maxout(maxouts, kind, radii):
         assert ours >= pgd_alone - 0.02, (eps, ours, pgd_alone)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, eps", [("naive", 0.1), ("adversarial", 0.25)])   # at .25 the naive net is all fooled
 def test_apgd_matches_autoattacks_apgd_ce_on_a_trained_maxout(maxouts, kind, eps):
     """Our APGD-CE against the reference's (pyautoattack, APGD-CE alone: 100 steps, one restart), clipped to
@@ -316,6 +319,7 @@ def test_apgd_stays_in_the_eps_ball(softmax, clip):
         assert adv.min() < 0 or adv.max() > 1                    # unclipped it does leave the pixel range
 
 
+@pytest.mark.slow
 def test_apgd_on_one_example_does_not_depend_on_the_rest_of_the_batch(maxouts):
     """Step sizes, checkpoints and costs are per example, and the random start of example i is row i of the draw:
     the first 40 digits attacked alone equal the same digits attacked among 200 (float64: no sign flips by
@@ -348,7 +352,7 @@ def test_apgd_refuses_bad_settings(kwargs, value):
 
 
 def test_attack_apgd_is_an_option_of_the_attack_group():
-    from conftest import compose
+    from tests.support.configs import compose
     from pipeline.config import instantiate
 
     attack = instantiate(compose("attack=apgd", "attack.steps=7").attack, "attack")
@@ -387,6 +391,7 @@ def test_fgsm_is_the_exact_worst_case_of_binary_logistic_regression(logistic_3v7
     assert 0.02 < errors[0] < errors[-1] < 1.0, errors          # radii where the answer is not trivial
 
 
+@pytest.mark.slow
 def test_attacks_reach_but_never_pass_the_exact_worst_case_of_softmax_regression(softmax):
     """Exact is the ceiling: no attack, nor random points of the box, fools an example it does not. AutoAttack's
     gradient attacks (the reference APGD-CE, then APGD-T on each wrong class) reach it within 0.5 points on a

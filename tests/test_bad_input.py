@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import run_command
+from tests.support.commands import run_command
 
 SMALL = ["logger=none", "trainer.max_epochs=1", "data.limit=100", "eval.epsilons=[0.1]"]
 CASES = {

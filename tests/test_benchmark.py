@@ -16,7 +16,7 @@ from benchmarks.passes import count_passes
 from benchmarks.table import markdown
 from benchmarks.sizes import QUICK
 from benchmarks.workload import make_batch, make_model
-from conftest import environment
+from tests.support.commands import environment
 from pipeline.regularizers import Adversarial
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +36,7 @@ def quick(tmp_path_factory):
     return json.loads(out.read_text()), result.stdout
 
 
+@pytest.mark.slow
 def test_every_comparison_ran_for_both_models(quick):
     report, _ = quick
     assert report["mode"] == "quick" and report["device"] == "cpu"
@@ -50,6 +51,7 @@ def test_every_comparison_ran_for_both_models(quick):
         assert entry["judged"] is False and entry["passed"] is None   # --quick judges no timing
 
 
+@pytest.mark.slow
 def test_the_fast_attack_computes_what_the_baseline_does(quick):
     report, _ = quick
     for entry in report["comparisons"]:
@@ -62,6 +64,7 @@ def test_the_fast_attack_computes_what_the_baseline_does(quick):
             assert entry["identical_pixels"] > 0.99
 
 
+@pytest.mark.slow
 def test_counts_hold(quick):
     report, _ = quick
     transfer = report["counts"]["transfer"]
@@ -74,6 +77,7 @@ def test_counts_hold(quick):
     assert report["errors"] == []
 
 
+@pytest.mark.slow
 def test_scale_rows_hold_their_counts(quick):
     report, stdout = quick
     plan = report["planning"]
@@ -96,6 +100,7 @@ def test_scale_rows_hold_their_counts(quick):
     assert "planning: marginal cost per job" in stdout and "pairs=seed_matched" in stdout
 
 
+@pytest.mark.slow
 def test_slow_stages_are_skipped_and_the_table_is_printed(quick):
     report, stdout = quick
     assert all("skipped" in report[name] for name in ("sweep", "overhead", "launcher", "main_job"))
@@ -123,6 +128,7 @@ def test_hooks_see_the_extra_pass_of_the_plain_formula():
     assert count_passes(model, lambda: regularizer.backward(model, x, y)) == {"forwards": 2, "backwards": 2}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--device", "tpu"], "--device"),
     (["--only", "nothing"], "--only=nothing"),
@@ -137,6 +143,7 @@ def test_bad_arguments_give_one_line_and_exit_2(args, message):
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")
 def test_cuda_without_a_gpu_is_refused():
     result = benchmark("--device", "cuda", timeout=60)

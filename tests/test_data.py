@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import data_module
+from tests.support.configs import data_module
 from pipeline.data import DataMissing, _idx_split, _mnist5k_table, _read_idx, mnist, mnist5k, stratified_split
 from pipeline.errors import ConfigError
 

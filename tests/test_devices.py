@@ -14,7 +14,7 @@ from pipeline import store
 from pipeline.devices import check_trainer, choose_accelerator
 from pipeline.errors import ConfigError
 from pipeline.models import RBF
-from conftest import compose
+from tests.support.configs import compose
 
 
 # --- row 1: RBF's data-dependent start ------------------------------------------------------------------------------
@@ -68,6 +68,7 @@ def fake_gpu_ray():
     ray.shutdown()
 
 
+@pytest.mark.ray
 @pytest.mark.slow   # a local Ray and four fresh workers
 def test_ray_tasks_see_their_gpu_ids_and_gpu_tasks_never_share_a_worker(fake_gpu_ray):
     from pipeline.cluster import ray_gpu_ids
@@ -119,7 +120,7 @@ ARRAY = ["experiment=smoke", "sweep.grid.model=softmax", "sweep.grid.regularizer
 def sweep(cfg) -> int:
     """run_sweep as `python -m jobs.sweep` runs it (inside Hydra)."""
     from pipeline.config import hydra_context
-    from pipeline.stages import run_sweep
+    from pipeline.stages.sweep import run_sweep
 
     with hydra_context():
         return run_sweep(cfg)
@@ -134,6 +135,7 @@ def _array_task(cfg, start, results) -> None:
         results.put((int(cfg.task), repr(error)))
 
 
+@pytest.mark.slow
 def test_eight_array_tasks_started_at_once_on_a_fresh_sweep_folder(tmp_path):
     from omegaconf import OmegaConf
 
@@ -167,6 +169,7 @@ def test_eight_array_tasks_started_at_once_on_a_fresh_sweep_folder(tmp_path):
     assert (sweep_dir / LOG).read_text().startswith(log)
 
 
+@pytest.mark.slow
 def test_a_job_held_by_another_process_is_left_to_it(tmp_path):
     from pipeline.config import hydra_context
     from pipeline.stages.plan import plan

@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import train_sgd
+from tests.support.training import train_sgd
 from pipeline.attacks import fgsm_curve
 from pipeline.config import CONF_DIR
 from pipeline.models import Maxout
@@ -57,6 +57,7 @@ def test_a_naive_softmax_raises_no_flag(softmax):
     assert flags(model, x[:300], y[:300]) == {}
 
 
+@pytest.mark.slow
 def test_a_model_that_masks_its_gradients_is_flagged(softmax):
     model, x, y = softmax
     found = flags(Saturated(model), x[:300], y[:300])
@@ -64,18 +65,20 @@ def test_a_model_that_masks_its_gradients_is_flagged(softmax):
     assert {"single_step_gap", "black_box", "unbounded"} & set(found), found
 
 
+@pytest.mark.slow
 def test_a_naive_maxout_raises_no_flag(mnist_splits):
     (x, y), (x_test, y_test) = mnist_splits
-    model = train_sgd(Maxout(x.shape[1:], 10, units=64, pieces=5), x, y, Regularizer(), epochs=4)
+    model = train_sgd(lambda: Maxout(x.shape[1:], 10, units=64, pieces=5), x, y, Regularizer(), epochs=4)
     assert flags(model, x_test[:300], y_test[:300]) == {}
 
 
+@pytest.mark.slow
 def test_an_adversarially_trained_maxout_without_dropout_is_flagged(mnist_splits):
     """The CPU experiment's masked model (README: FGSM error 35%, flat from ε = .15), smaller: no dropout, FGSM
     adversarial training at ε = .25."""
     (x, y), (x_test, y_test) = mnist_splits
-    model = Maxout(x.shape[1:], 10, units=64, pieces=5, input_dropout=0.0, hidden_dropout=0.0)
-    model = train_sgd(model, x[:2000], y[:2000], Adversarial(0.5, EPS), epochs=5)
+    model = train_sgd(lambda: Maxout(x.shape[1:], 10, units=64, pieces=5, input_dropout=0.0, hidden_dropout=0.0),
+                      x[:2000], y[:2000], Adversarial(0.5, EPS), epochs=5)
     assert "single_step_gap" in flags(model, x_test[:200], y_test[:200])
 
 
@@ -113,6 +116,7 @@ def test_the_report_shows_each_check_per_setting_and_which_attack_decided():
     assert order.loc["softmax,none", "fgsm"] == "160" and order.loc["softmax,none", "exact − strongest"] == "1.0 pts ⚑"
 
 
+@pytest.mark.slow
 def test_survivors_beyond_autoattacks_limit_are_counted_and_flagged(softmax):
     """AutoAttack limited to one example: every other survivor of FGSM is reported as unattacked, and the
     diagnostic says that the autoattack and strongest errors are lower bounds."""

@@ -13,12 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import environment
+from tests.support.commands import environment
 from pipeline import store
 from pipeline.cluster.local import RayCluster
 from pipeline.cluster.processes import all_procs, descendants
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 SMALL = ["experiment=smoke", "sweep.grid.model=softmax,rbf", "report.images=0"]   # 4 quick jobs
 SECRET = "s3cr3t" * 7   # a W&B key given to the commands below: it must not reach any file they write
 
@@ -46,51 +46,46 @@ def wait_for(condition, driver: subprocess.Popen, timeout: float = 300, what: st
         time.sleep(0.5)
 
 
-def tasks_running(cluster: RayCluster, stage: str = "train") -> list[int]:
+def tasks_running(ray_cluster: RayCluster, stage: str = "train") -> list[int]:
     """This cluster's worker processes busy with a task of `stage` (Ray titles them `ray::<stage>`)."""
-    pids = cluster.pids()
+    pids = ray_cluster.pids()
     return [p.pid for p in all_procs() if p.pid in pids and p.cmdline.startswith(f"ray::{stage}")]
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with RayCluster(tmp_path_factory.mktemp("ray"), num_cpus=1) as cluster:
-        yield cluster
-
 
 @pytest.fixture(scope="module")
-def reference(cluster, tmp_path_factory):
+def reference(ray_cluster, tmp_path_factory):
     """An uninterrupted run of the small sweep."""
     folder = tmp_path_factory.mktemp("reference")
     sweep_dir = folder / "smoke"
-    result = run(sweep_command(sweep_dir, cluster.address), {**cluster.env, "WANDB_API_KEY": SECRET}, folder)
+    result = run(sweep_command(sweep_dir, ray_cluster.address), {**ray_cluster.env, "WANDB_API_KEY": SECRET}, folder)
     assert result.returncode == 0, result.stderr[-3000:]
     assert SECRET not in result.stdout + result.stderr
     return sweep_dir
 
 
-def test_killed_driver_resumes_without_retraining(cluster, reference, tmp_path):
+def test_killed_driver_resumes_without_retraining(ray_cluster, reference, tmp_path):
     sweep_dir = tmp_path / "smoke"
-    driver = subprocess.Popen(sweep_command(sweep_dir, cluster.address), cwd=tmp_path,
-                              env=environment(**cluster.env, WANDB_MODE="offline"), stdout=subprocess.DEVNULL,
+    driver = subprocess.Popen(sweep_command(sweep_dir, ray_cluster.address), cwd=tmp_path,
+                              env=environment(**{**ray_cluster.env, "WANDB_MODE": "offline"}), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     wait_for(lambda: len(complete(sweep_dir)) >= 1, driver, what="a first finished job")
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
     # Ray ends the dead driver's tasks: wait until none runs, so that none finishes after the count below
     deadline = time.monotonic() + 120
-    while tasks_running(cluster):
-        assert time.monotonic() < deadline, f"the dead driver's tasks still run: {tasks_running(cluster)}"
+    while tasks_running(ray_cluster):
+        assert time.monotonic() < deadline, f"the dead driver's tasks still run: {tasks_running(ray_cluster)}"
         time.sleep(0.2)
     finished = len(complete(sweep_dir))
     assert finished < 4, "the driver finished before it was killed; the test proves nothing"
-    resumed = run(sweep_command(sweep_dir, cluster.address), cluster.env, tmp_path)
+    resumed = run(sweep_command(sweep_dir, ray_cluster.address), ray_cluster.env, tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"trained {4 - finished}, reused {finished}, failed 0" in resumed.stderr
     assert (sweep_dir / "report.md").read_text() == (reference / "report.md").read_text()
 
 
-def test_corrupted_results_are_recomputed_not_loaded(cluster, reference, tmp_path):
+def test_corrupted_results_are_recomputed_not_loaded(ray_cluster, reference, tmp_path):
     sweep_dir = tmp_path / "smoke"
     subprocess.run(["cp", "-r", str(reference), str(sweep_dir)], check=True)
     jobs = complete(sweep_dir)
@@ -98,16 +93,16 @@ def test_corrupted_results_are_recomputed_not_loaded(cluster, reference, tmp_pat
     checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])   # truncated
     (jobs[1] / store.METRICS).write_text('{"schema": 1, "status": "comp')                  # torn write
     assert len(complete(sweep_dir)) == 2
-    result = run(sweep_command(sweep_dir, cluster.address), cluster.env, tmp_path)
+    result = run(sweep_command(sweep_dir, ray_cluster.address), ray_cluster.env, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "trained 2, reused 2, failed 0" in result.stderr
     assert (sweep_dir / "report.md").read_text() == (reference / "report.md").read_text()
 
 
-def test_diverging_job_fails_with_its_reason_and_the_sweep_goes_on(cluster, tmp_path):
+def test_diverging_job_fails_with_its_reason_and_the_sweep_goes_on(ray_cluster, tmp_path):
     sweep_dir = tmp_path / "diverge"
-    result = run(sweep_command(sweep_dir, cluster.address, "sweep.grid.model=softmax",
-                               "sweep.grid.regularizer=none", "sweep.grid.optimizer.lr=0.1,1e37"), cluster.env,
+    result = run(sweep_command(sweep_dir, ray_cluster.address, "sweep.grid.model=softmax",
+                               "sweep.grid.regularizer=none", "sweep.grid.optimizer.lr=0.1,1e37"), ray_cluster.env,
                  tmp_path)
     assert result.returncode == 1
     assert "trained 1, reused 0, failed 1" in result.stderr
@@ -122,12 +117,12 @@ def test_diverging_job_fails_with_its_reason_and_the_sweep_goes_on(cluster, tmp_
 
 # Neither waits: refused before any job is queued, the command ends by itself (the timeouts only catch a hang;
 # how long Python and Ray take to start on a loaded machine is not what these test).
-def test_a_job_larger_than_any_node_is_refused_while_planning(cluster, tmp_path):
+def test_a_job_larger_than_any_node_is_refused_while_planning(ray_cluster, tmp_path):
     ran = tmp_path / "big"   # a sweep that ran before: a refused one leaves its folder as it was
     ran.mkdir()
     for name in ("plan.json", "sweep.yaml", "sweep.log"):
         (ran / name).write_text(f"{name} of the sweep that ran\n")
-    result = run(sweep_command(ran, cluster.address, "resources.gpu=8"), cluster.env, tmp_path, timeout=300)
+    result = run(sweep_command(ran, ray_cluster.address, "resources.gpu=8"), ray_cluster.env, tmp_path, timeout=300)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: resources.cpu=1, resources.gpu=8")
     assert {p.name: p.read_text() for p in ran.iterdir() if p.name != ".hydra"} == {   # .hydra: Hydra's, per command
@@ -145,12 +140,12 @@ def test_lost_worker_node_mid_sweep(tmp_path):
     epoch), and every job ends with exactly one complete result and at most one W&B run per attempt."""
     from tests.support.wandb_records import read_run
 
-    with RayCluster(tmp_path / "ray", num_cpus=1) as cluster:
-        nodes = cluster.node_ids()
+    with RayCluster(tmp_path / "ray", num_cpus=1) as ray_cluster:
+        nodes = ray_cluster.node_ids()
         sweep_dir = tmp_path / "smoke"
-        driver = subprocess.Popen(sweep_command(sweep_dir, cluster.address,
+        driver = subprocess.Popen(sweep_command(sweep_dir, ray_cluster.address,
                                                 'sweep.overrides=["trainer.max_epochs=40","data.limit=600"]'),
-                                  cwd=tmp_path, env=environment(**cluster.env, WANDB_MODE="offline"),
+                                  cwd=tmp_path, env=environment(**{**ray_cluster.env, "WANDB_MODE": "offline"}),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
         def running_on_worker() -> Path | None:
@@ -162,7 +157,7 @@ def test_lost_worker_node_mid_sweep(tmp_path):
 
         wait_for(lambda: running_on_worker() is not None, driver, what="a job running on the worker node")
         # the node is frozen, then lost: its raylet and workers stop at once (the job cannot finish in between)
-        raylet = cluster.worker_raylet_pid()
+        raylet = ray_cluster.worker_raylet_pid()
         node = [raylet, *(p.pid for p in descendants(raylet, all_procs()))]
         for pid in node:
             os.kill(pid, signal.SIGSTOP)
@@ -186,20 +181,20 @@ def test_lost_worker_node_mid_sweep(tmp_path):
         assert read_run(next(directory.glob(f"wandb/offline-run-*-{last}"))).id == last
 
 
-def test_a_sweep_on_shared_storage(cluster, tmp_path):
+def test_a_sweep_on_shared_storage(ray_cluster, tmp_path):
     """Started from another folder with a relative dir under umask 022: the results land under that folder (not
     under the workers' working folders), every file is readable by the team, and each job's output is in its
     job directory."""
     def team_umask() -> None:
         os.umask(0o022)
 
-    result = subprocess.run(sweep_command(Path("shared") / "smoke", cluster.address), cwd=tmp_path,
-                            env=environment(**cluster.env, WANDB_MODE="offline"), capture_output=True, text=True,
+    result = subprocess.run(sweep_command(Path("shared") / "smoke", ray_cluster.address), cwd=tmp_path,
+                            env=environment(**{**ray_cluster.env, "WANDB_MODE": "offline"}), capture_output=True, text=True,
                             timeout=600, preexec_fn=team_umask)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep_dir = tmp_path / "shared" / "smoke"
     assert len(complete(sweep_dir)) == 4
-    workers = {Path(f"/proc/{pid}/cwd").resolve() for pid in cluster.pids() if Path(f"/proc/{pid}").exists()}
+    workers = {Path(f"/proc/{pid}/cwd").resolve() for pid in ray_cluster.pids() if Path(f"/proc/{pid}").exists()}
     assert workers and not [folder for folder in workers - {tmp_path} if (folder / "shared" / "smoke").exists()]
     files = [sweep_dir / name for name in ("plan.json", "sweep.yaml", "transfer.csv", "transfer_settings.csv",
                                            "evaluations.csv", "summary.csv", "report.html", "report.md")]

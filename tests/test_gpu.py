@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import compose
+from tests.support.configs import compose
+
+pytestmark = pytest.mark.gpu
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (CUDA)")
 

@@ -22,6 +22,7 @@ def check(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_the_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     result = check("--device", "cpu", "--quick", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -36,6 +37,7 @@ def test_the_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     assert "| packing 2 processes |" in result.stdout and (tmp_path / "gpu_check.md").read_text() in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")
 def test_cuda_without_a_gpu_is_one_line():
     result = check("--device", "cuda", "--quick")

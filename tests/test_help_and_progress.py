@@ -14,8 +14,10 @@ import time
 
 import pytest
 
-from conftest import ROOT, run_command
+from tests.support.commands import ROOT, run_command
 from pipeline.config import CONF_DIR, group_options
+
+pytestmark = pytest.mark.slow
 
 SMALL = ["logger=none", "trainer.max_epochs=1", "data.limit=200", "eval.epsilons=[0.0,0.25]"]
 BAR = "Epoch 0: 100%"   # Lightning's TQDM bar at the end of the first epoch

@@ -13,8 +13,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from pipeline.cluster.local import RayCluster
 from tests.support.intruder import intrude, intruder_env, leaks
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,26 +25,25 @@ SMALL = ["logger=none", "trainer.max_epochs=1", "data.limit=200", "eval.epsilons
 
 
 @pytest.fixture(scope="module")
-def multirun(tmp_path_factory):
+def multirun(ray_cluster, tmp_path_factory):
     """The multirun, once, on a cluster of two 1-CPU nodes; while it runs, an outsider tries the cluster."""
-    tmp = tmp_path_factory.mktemp("launcher")
-    with RayCluster(tmp / "ray", num_cpus=1) as cluster:
-        sweep_dir = tmp / "multirun"
-        env = {**os.environ, **cluster.env, "WANDB_MODE": "disabled"}
-        env.pop("HYDRA_FULL_ERROR", None)
-        command = [sys.executable, "-m", "jobs.train", "-m", "hydra/launcher=ray",
-                   f"hydra.launcher.address={cluster.address}", *GRID, *SMALL, f"hydra.sweep.dir={sweep_dir}"]
-        driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True)
-        try:
-            outsider = outsider_tries(cluster.address, driver, tmp / "outsider")
-            stdout, stderr = driver.communicate(timeout=600)
-        finally:
-            if driver.poll() is None:
-                driver.kill()
-        outsider.leaks = leaks(cluster.env["RAY_AUTH_TOKEN"], sweep_dir, cluster.tmp)
-        result = subprocess.CompletedProcess(command, driver.returncode, stdout, stderr)
-        return sweep_dir, result, cluster.node_ids(), outsider
+    tmp, cluster = tmp_path_factory.mktemp("launcher"), ray_cluster
+    sweep_dir = tmp / "multirun"
+    env = {**os.environ, **cluster.env, "WANDB_MODE": "disabled"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    command = [sys.executable, "-m", "jobs.train", "-m", "hydra/launcher=ray",
+               f"hydra.launcher.address={cluster.address}", *GRID, *SMALL, f"hydra.sweep.dir={sweep_dir}"]
+    driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        outsider = outsider_tries(cluster.address, driver, tmp / "outsider")
+        stdout, stderr = driver.communicate(timeout=600)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    outsider.leaks = leaks(cluster.env["RAY_AUTH_TOKEN"], sweep_dir, cluster.tmp)
+    result = subprocess.CompletedProcess(command, driver.returncode, stdout, stderr)
+    return sweep_dir, result, cluster.node_ids(), outsider
 
 
 def outsider_tries(address: str, driver: subprocess.Popen, home: Path) -> SimpleNamespace:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
 SUITES = Path(__file__).resolve().parent / "hydra_launcher_suites.py"
 
 

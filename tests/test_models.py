@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from conftest import train_briefly
+from tests.support.training import train_briefly
 from pipeline.config import group_options as options
 from pipeline.errors import ConfigError
 from pipeline.models import RBF, Ensemble, Logistic, Maxout, Softmax, log1mexp
@@ -37,6 +37,7 @@ def test_every_model_and_regularizer_option_has_a_test():
         "add the new conf/regularizer option to REGULARIZER_OVERRIDES"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, regularizer", CASES)
 def test_option_composes_and_trains(tmp_path, model, regularizer):
     result = train_briefly(tmp_path, f"model={model}", f"regularizer={regularizer}",

@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 import yaml
 
-from conftest import run_command
+from tests.support.commands import run_command
 from pipeline.config import CONF_DIR
 
 
@@ -24,6 +24,7 @@ def test_config_groups_exist(group):
     assert list((CONF_DIR / group).glob("*.yaml")), f"conf/{group} has no options"
 
 
+@pytest.mark.slow
 def test_train_prints_the_composed_config():
     result = run_command(["jobs.train", "--cfg", "job", "model=maxout", "regularizer=adversarial"], timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

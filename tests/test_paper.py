@@ -12,7 +12,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import compose, run_command
+from tests.support.commands import run_command
+from tests.support.configs import compose
 from pipeline.config import group_options as options
 from pipeline.paper import claims
 from pipeline.paper.claims import CLAIMS
@@ -144,6 +145,7 @@ def test_an_evaluation_without_the_claims_eps_is_not_run_with_that_reason():
     assert verdict(results, ENSEMBLE_CLAIM) == "NOT RUN (ε=0.25 not in evaluation.epsilons)"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, key", [("sweep.overrides=['eval.epsilons=[0.0,0.1]']", "eval.epsilons"),
                                            ("evaluation.epsilons=[0.1]", "evaluation.epsilons")])
 def test_a_paper_experiment_without_an_eps_its_claims_need_is_refused_at_planning(tmp_path, override, key):
@@ -278,6 +280,7 @@ def test_fig3_filters_plot(tmp_path):
     assert nontrivial_png(tmp_path / "fig3.png")
 
 
+@pytest.mark.slow
 def test_gpu_experiment_plans_every_setting_of_the_paper(tmp_path):
     """experiment=goodfellow2015 (full MNIST and CIFAR-10: no data here, so only its plan is checked)."""
     from pipeline import store

@@ -24,6 +24,7 @@ def sweep_config(*overrides: str):
         return cfg, plan(cfg.sweep, group=cfg.sweep.name)
 
 
+@pytest.mark.slow
 def test_grid_expansion_matches_hydra_multirun(tmp_path):
     """The jobs a sweep plans are the jobs `jobs.train -m` runs for the same overrides, in the same order."""
     grid = {"regularizer": "none,l1", "seed": "range(2)"}
@@ -62,6 +63,7 @@ def test_unknown_option_in_grid_is_a_clear_error():
         sweep_config("sweep.grid.model='softmax,nosuch'")
 
 
+@pytest.mark.slow
 def test_grid_axes_on_the_command_line_need_no_quotes(tmp_path):
     """`jobs.sweep sweep.grid.model=a,b sweep.grid.seed=range(2)` plans a grid (Hydra alone would refuse it)."""
     result = subprocess.run([sys.executable, "-m", "jobs.sweep", "sweep.grid.model=softmax,logistic",
@@ -137,6 +139,7 @@ def composed_one_by_one(cfg) -> list[dict]:
     return configs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["main", "goodfellow2015_cpu", "goodfellow2015", "smoke"])
 def test_composing_once_per_combination_gives_what_hydra_gives_for_each_job(experiment):
     with hydra_context():

@@ -47,6 +47,7 @@ def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
 
 
+@pytest.mark.slow
 def test_metrics_record_the_code_that_made_them(jobs, tmp_path):
     run_jobs(jobs, tmp_path)
     code = store.read_metrics(job_dir(tmp_path, jobs[0]))["code"]
@@ -80,6 +81,7 @@ def test_the_fingerprint_follows_the_sources_that_decide_a_job(tmp_path, monkeyp
         seen.add(fingerprint())
 
 
+@pytest.mark.slow
 def test_every_module_a_job_imports_is_in_its_fingerprint(tmp_path):
     """A job run in a fresh interpreter: each module of `pipeline` it loaded is one of the fingerprint's sources."""
     script = f"""
@@ -100,6 +102,7 @@ print("\\n".join(sorted(name for name, module in sys.modules.items() if name.spl
     assert (tmp_path / "job" / store.METRICS).is_file()
 
 
+@pytest.mark.slow
 def test_stale_jobs_are_named_reused_by_default_and_retrained_with_rerun_stale(jobs, tmp_path, monkeypatch, capsys):
     run_jobs(jobs, tmp_path)
     assert [attempts(tmp_path, job) for job in jobs] == [1, 1]
@@ -127,6 +130,7 @@ def test_stale_jobs_are_named_reused_by_default_and_retrained_with_rerun_stale(j
     assert run_jobs(jobs, tmp_path).stale == [j.id for j in jobs]
 
 
+@pytest.mark.slow
 def test_a_sweep_with_its_diagnostics_switched_off_still_reports(jobs, tmp_path):
     """`evaluation.diagnostics=null` (no checks) is a setting, not a crash of the report stage."""
     run_jobs(jobs, tmp_path)

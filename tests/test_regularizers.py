@@ -153,9 +153,10 @@ def test_bad_settings_are_refused_naming_the_value(build, value):
         build()
 
 
+@pytest.mark.slow
 def test_l1_on_the_first_layer_of_a_model_without_one_is_refused_before_training(tmp_path):
     """RBF has no first layer (centers and widths per class): `jobs.train` stops with one line before training."""
-    from conftest import run_command
+    from tests.support.commands import run_command
 
     result = run_command(["jobs.train", "model=rbf", "regularizer=l1", "logger=none", f"hydra.run.dir={tmp_path}"])
     lines = result.stderr.strip().splitlines()

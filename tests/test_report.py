@@ -157,6 +157,7 @@ def test_the_page_declares_it_loads_nothing_but_itself(tmp_path):
     assert "<script" not in markup and "<link" not in markup
 
 
+@pytest.mark.browser
 @pytest.mark.slow
 def test_chromium_shows_the_embedded_plot_and_flags_a_linked_one(chromium_path, tmp_path):
     sweep = tmp_path / "sweep"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import train_sgd
+from tests.support.training import train_sgd
 from pipeline.config import CONF_DIR
 from pipeline.models import Maxout
 from pipeline.regularizers import Adversarial

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import environment, run_command
+from tests.support.commands import environment, run_command
 from pipeline import store
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import environment, run_command
+from tests.support.commands import environment, run_command
 from pipeline import load_model, pretrained, store
 from pipeline.cluster import auth
 from pipeline.errors import ConfigError

@@ -19,7 +19,7 @@ from tests.support.intruder import HERE as INTRUDER, intruder_env, leaks, token_
 from tests.support.slurm_cluster import SlurmCluster, slurm_available
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
 # Six cheap jobs (softmax, 2 epochs on 600 digits, 2 regularizers x 3 seeds); no example images, transfer matrix
 # or extra evaluations (tests/test_sweep.py covers those). The note is a value with spaces, `;`, `$( )` and

@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 import pipeline.sources
-from conftest import data_module
+from tests.support.configs import data_module
 from pipeline.config import CONF_DIR
 from pipeline.data import DEBIAN_FASHION_MNIST, _idx_split
 from pipeline.errors import ConfigError

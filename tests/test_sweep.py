@@ -13,12 +13,11 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from conftest import run_command
-from pipeline.cluster.local import RayCluster
+from tests.support.commands import run_command
 from tests.support.chromium import load_page
 from tests.support.embedded import PNG, embedded_pngs
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 def run(args: list[str], env: dict[str, str], timeout: float = 600, cwd: Path | None = None
@@ -26,21 +25,16 @@ def run(args: list[str], env: dict[str, str], timeout: float = 600, cwd: Path | 
     return run_command(args, timeout=timeout, cwd=cwd, **{**env, "WANDB_MODE": "offline"})
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with RayCluster(tmp_path_factory.mktemp("ray"), num_cpus=1) as cluster:
-        yield cluster
-
 
 @pytest.fixture(scope="module")
-def sweep(cluster, tmp_path_factory):
+def sweep(ray_cluster, tmp_path_factory):
     """The smoke experiment (6 jobs) run once on the two-node cluster, then run again."""
     sweep_dir = tmp_path_factory.mktemp("sweep") / "smoke"
-    args = ["jobs.sweep", "experiment=smoke", "cluster=ray", f"cluster.address={cluster.address}", f"dir={sweep_dir}"]
-    first = run(args, cluster.env)
+    args = ["jobs.sweep", "experiment=smoke", "cluster=ray", f"cluster.address={ray_cluster.address}", f"dir={sweep_dir}"]
+    first = run(args, ray_cluster.env)
     assert first.returncode == 0, first.stderr[-3000:]
     report = (sweep_dir / "report.md").read_text()
-    second = run(args, cluster.env)
+    second = run(args, ray_cluster.env)
     assert second.returncode == 0, second.stderr[-3000:]
     return sweep_dir, first, second, report
 
@@ -57,13 +51,13 @@ def job_metrics(sweep_dir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("jobs/*/metrics.json"))]
 
 
-def test_every_job_completes_on_both_nodes(sweep, cluster):
+def test_every_job_completes_on_both_nodes(sweep, ray_cluster):
     sweep_dir, first, _, _ = sweep
     metrics = job_metrics(sweep_dir)
     assert len(metrics) == 6
     assert "trained 6, reused 0, failed 0" in first.stderr
     nodes = {m["ray_node_id"] for m in metrics}
-    assert nodes == set(cluster.node_ids().values())
+    assert nodes == set(ray_cluster.node_ids().values())
 
 
 def test_transfer_table_has_every_cell(sweep):
@@ -144,11 +138,11 @@ def test_wandb_runs_share_the_sweep_group_and_hold_the_transfer_table(sweep):
     assert all(len(run.table("transfer")["data"]) == rows for run in transfer)   # each run of the stage
 
 
-def test_transfer_stage_recomputes_the_same_table(sweep, sweep_copy, cluster, tmp_path):
+def test_transfer_stage_recomputes_the_same_table(sweep, sweep_copy, ray_cluster, tmp_path):
     """`python -m jobs.transfer dir=<sweep>` with its parts removed computes every part again, the same table."""
     shutil.rmtree(sweep_copy / "parts" / "transfer")
-    result = run(["jobs.transfer", f"dir={sweep_copy}", "cluster=ray", f"cluster.address={cluster.address}"],
-                 cluster.env, cwd=tmp_path)
+    result = run(["jobs.transfer", f"dir={sweep_copy}", "cluster=ray", f"cluster.address={ray_cluster.address}"],
+                 ray_cluster.env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     pd.testing.assert_frame_equal(pd.read_csv(sweep[0] / "transfer.csv"), pd.read_csv(sweep_copy / "transfer.csv"))
     meta = json.loads((sweep_copy / "transfer.json").read_text())

@@ -9,11 +9,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
 
-from conftest import compose
+from tests.support.configs import compose
 from pipeline import load_model, store
 from pipeline.config import instantiate
 from pipeline.job import run_job
 from tests.support.wandb_records import history, read_run, run_file
+
+pytestmark = pytest.mark.slow
 
 EPSILONS = [0.0, 0.1, 0.25]
 

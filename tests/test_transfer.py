@@ -23,6 +23,8 @@ from pipeline.stages.plan import plan
 from pipeline.stages.sweep_dir import PARTS, TRANSFER_META, TRANSFER_SETTINGS, job_dir, read_table
 from pipeline.stages.transfer import transfer_stage
 
+pytestmark = pytest.mark.slow
+
 SEEDS = 3
 OVERRIDES = ["logger=none", "trainer.max_epochs=0", "data.limit=100", "eval.epsilons=[0.25]"]
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import compose
+from tests.support.configs import compose
 from pipeline import load_model
 from pipeline.errors import ConfigError
 
@@ -103,6 +103,7 @@ def job_dirs(sweep_dir: Path) -> dict[str, Path]:
     return dirs
 
 
+@pytest.mark.slow
 def test_a_plain_module_from_outside_trains_in_a_sweep_and_loads_back(trained):
     dirs = job_dirs(trained)
     assert set(dirs) == {"mynet.Net", "softmax"}
@@ -143,6 +144,7 @@ def reference_curve(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) ->
     return numbers(FGSM().curve(model.eval(), x, y, epsilons, batch_size=1000).rows())
 
 
+@pytest.mark.slow
 def test_torchscript_and_state_dict_files_are_evaluated_without_training(package, trained, tmp_path, monkeypatch):
     net = load_model(job_dirs(trained)["mynet.Net"])
     scripted, weights = tmp_path / "net.ts", tmp_path / "net_weights.pt"
@@ -246,6 +248,7 @@ def zoo(package, trained, tmp_path_factory) -> Path:
     return sweep_dir
 
 
+@pytest.mark.slow
 def test_a_zoo_sweep_compares_its_models(zoo):
     transfer = pd.read_csv(zoo / "transfer_settings.csv")
     at = transfer[transfer["eps"] == transfer["eps"].max()]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import compose
+from tests.support.configs import compose
 from support.wandb_records import read_run
 
 SWEEP = "wandb-test"
@@ -26,6 +26,7 @@ def runs_in(folder: Path) -> list:
     return [read_run(path.parent) for path in sorted(Path(folder).glob("wandb/offline-run-*/run-*.wandb"))]
 
 
+@pytest.mark.slow
 def test_each_attempt_is_its_own_run_and_its_summary_holds_the_best_val_error_and_the_curve(tmp_path, offline):
     from pipeline.job import run_job
 
@@ -117,10 +118,11 @@ def test_each_run_of_a_stage_is_its_own_wandb_run(sweep_runs):
     assert len(ids) == 2 and len(set(ids)) == 2   # jobs.report after jobs.sweep: never two runs under one id
 
 
+@pytest.mark.slow
 def test_logger_none_wins_over_wandb_mode(tmp_path):
     """`logger=none` under WANDB_MODE=offline: no wandb/ folder, and wandb is never imported (so no W&B service
     process can start). PYTHONPROFILEIMPORTTIME lists every module the command imported."""
-    from conftest import run_command
+    from tests.support.commands import run_command
 
     result = run_command(["jobs.train", "logger=none", "trainer.max_epochs=1", "data.limit=100",
                           "eval.epsilons=[0.1]", f"hydra.run.dir={tmp_path / 'job'}"],
@@ -132,6 +134,7 @@ def test_logger_none_wins_over_wandb_mode(tmp_path):
     assert not list(tmp_path.rglob("wandb")) and (tmp_path / "job" / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_several_loggers_a_callback_and_the_model_as_an_artifact_without_a_wandb_warning(tmp_path):
     """`logger=[wandb,csv] callbacks=[lr_monitor]`: both loggers get every epoch's metrics and the learning rate,
     the W&B run holds model.pt as an Artifact of type `model`, and wandb prints no warning (it used to print
@@ -139,7 +142,7 @@ def test_several_loggers_a_callback_and_the_model_as_an_artifact_without_a_wandb
     import base64
     import hashlib
 
-    from conftest import run_command
+    from tests.support.commands import run_command
 
     job_dir = tmp_path / "job"
     result = run_command(["jobs.train", "logger=[wandb,csv]", "callbacks=[lr_monitor]", "trainer.max_epochs=2",

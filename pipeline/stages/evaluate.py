@@ -42,10 +42,9 @@ from pipeline.config import instantiate
 from pipeline.data import test_set
 from pipeline.devices import attack_mode, task_device
 from pipeline.paper.results import clip_name
-from pipeline.provenance import EVALUATION_ENTRY, fingerprint
-from pipeline.stages import say
 from pipeline.planned_job import Job
-from pipeline.stages.sweep_dir import (EVALUATIONS, TRANSFER, checkpoints, complete_jobs, job_dir,
+from pipeline.provenance import EVALUATION_ENTRY, fingerprint
+from pipeline.stages.sweep_dir import (EVALUATIONS, TRANSFER, checkpoints, complete_jobs, job_dir, say,
                                        log_stage, part_key, read_table, stage_failures, table_from_parts)
 
 COLUMNS = ["job_id", "evaluation", "clip", "eps", "error", "confidence", "confidence_wrong", "clean_error",

@@ -36,6 +36,11 @@ EVALUATIONS = "evaluations.csv"
 ID_COLUMNS = {"job_id": str, "source": str, "target": str}   # hex ids that pandas would otherwise read as numbers
 
 
+def say(message: str) -> None:
+    """A line of the sweep's progress, on stderr (slurm/*.sbatch read some of them)."""
+    print(f"[sweep] {message}", file=sys.stderr, flush=True)
+
+
 def write_plan(sweep_dir: Path, jobs: list[Job]) -> None:
     """plan.json, unless it holds this plan already (array tasks: one writes it, the others read it)."""
     entries = [{"id": j.id, "overrides": list(j.overrides), "config": j.config} for j in jobs]

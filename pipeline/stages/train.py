@@ -5,7 +5,6 @@ everything. An interrupted job goes on from its last epoch (pipeline.resume); it
 """
 from __future__ import annotations
 
-import sys
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pipeline.cluster.tasks import first_line, run_tasks
 from pipeline.errors import ConfigError
 from pipeline.provenance import made_by_this_code
 from pipeline.planned_job import Job
-from pipeline.stages.sweep_dir import job_dir
+from pipeline.stages.sweep_dir import job_dir, say
 
 RERUN = ("missing", "stale")
 
@@ -82,8 +81,7 @@ def say_stale(jobs: list[Job], stale: list[str], retrain: bool) -> None:
     settings = Counter(job.setting for job in jobs if job.id in ids)
     listed = ", ".join(f"{setting} ×{count}" for setting, count in settings.most_common())
     action = "retraining them (rerun=stale)" if retrain else "reusing them; rerun=stale retrains them"
-    print(f"[sweep] {len(stale)} complete jobs were made by other code ({listed}): {action}", file=sys.stderr,
-          flush=True)
+    say(f"{len(stale)} complete jobs were made by other code ({listed}): {action}")
 
 
 def run_jobs(jobs: list[Job], sweep_dir: Path, cpus: float = 1, gpus: float = 0, retries: int = 2,
@@ -128,8 +126,7 @@ def train_one(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], index: int) -> 
         return "already complete"
     if cfg.force:
         from_scratch(directory)
-    print(f"[sweep] job {job.id} ({job.label}): its output goes to {directory / store.LOG}", file=sys.stderr,
-          flush=True)
+    say(f"job {job.id} ({job.label}): its output goes to {directory / store.LOG}")
     try:
         run_logged(job.config, directory, job.label)
     except store.Busy as busy:   # a second task for this job (resubmitted while the first still runs)
