@@ -274,16 +274,17 @@ def test_names_that_become_file_names_are_plain_words(args, key, tmp_path):
     refused_in_one_line(done, f"{key}=", "is refused: it becomes part of a file name")
 
 
-def test_a_symlinked_parts_folder_is_refused_and_nothing_there_changes(sweep_copy, tmp_path):
-
-
+@pytest.mark.parametrize("folder, command, key", [("parts/transfer", "jobs.transfer", "parts folder"),
+                                                 ("plots", "jobs.report", "plots folder")])
+def test_a_symlinked_folder_of_the_sweep_is_refused_and_nothing_there_changes(sweep_copy, tmp_path, folder, command,
+                                                                              key):
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "results.csv").write_text("precious\n")
-    shutil.rmtree(sweep_copy / "parts" / "transfer")
-    (sweep_copy / "parts" / "transfer").symlink_to(victim)
-    done = run_command(["jobs.transfer", f"dir={sweep_copy}", "cluster.num_cpus=1"])
-    refused_in_one_line(done, "parts folder=parts/transfer is refused: it leads out of")
+    shutil.rmtree(sweep_copy / folder)
+    (sweep_copy / folder).symlink_to(victim)
+    done = run_command([command, f"dir={sweep_copy}", "cluster.num_cpus=1"])
+    refused_in_one_line(done, f"{key}={folder} is refused: it leads out of {sweep_copy}")
     assert [p.name for p in victim.iterdir()] == ["results.csv"]
     assert (victim / "results.csv").read_text() == "precious\n"
 

@@ -82,7 +82,7 @@ def report_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job]) -> Path:
                          enabled_table(cfg, "evaluation", sweep_dir / EVALUATIONS),
                          enabled_table(cfg, "transfer", sweep_dir / TRANSFER_SETTINGS),
                          enabled_table(cfg, "evaluation", sweep_dir / DIAGNOSTICS))
-    (sweep_dir / PLOTS).mkdir(parents=True, exist_ok=True)
+    store.inside(sweep_dir, PLOTS, "plots folder").mkdir(parents=True, exist_ok=True)   # a link out is refused
     report_cfg = cfg.report
     steps.show(1, 1, 0)
     figures = draw_figures(results, {job.id: job_dir(sweep_dir, job) for job in complete}, sweep_dir / PLOTS,
