@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Collection, Sequence
 
 import pandas as pd
 
@@ -20,6 +20,39 @@ if TYPE_CHECKING:   # figures draws with this package's plots
     from pipeline.paper.figures import Drawn
 
 PLOTS = "plots"
+
+
+# The diagnostics that say a model has not learned: its numbers under attack carry ⚑ wherever they are shown.
+CHANCE = ("chance_error", "chance_confidence")
+NOT_LEARNED = ("⚑ after an error under attack: some job of that model has not learned (its clean error or mean "
+               "confidence is near chance: the chance_error and chance_confidence diagnostics), so the number says "
+               "nothing of its robustness. Train it longer or with another optimizer.")
+
+
+def job_settings(summary: pd.DataFrame) -> pd.Series:
+    """job id -> its setting."""
+    return summary.drop_duplicates("job_id").set_index("job_id")["setting"]
+
+
+def flagged_checks(diagnostics: pd.DataFrame, settings: pd.Series, checks: Sequence[str] | None = None
+                   ) -> pd.Series:
+    """setting -> the checks (of `checks`; None: any) flagged on some of its jobs, comma-separated; settings
+    with none are left out."""
+    if diagnostics.empty:
+        return pd.Series(dtype=str)
+    flagged = diagnostics[diagnostics["flag"].astype(bool)
+                          & (diagnostics["check"].isin(checks) if checks is not None else True)]
+    named = flagged.assign(setting=settings.reindex(flagged["job_id"]).to_numpy())
+    return named.groupby("setting")["check"].agg(lambda found: ", ".join(sorted(set(found))))
+
+
+def mark_not_learned(table: pd.DataFrame, columns: Sequence[str], not_learned: Collection[str]) -> pd.DataFrame:
+    """The cells of `columns` (errors under attack) in the rows of settings that have not learned, with ⚑; the
+    table's index is the setting."""
+    rows = table.index.isin(list(not_learned))
+    for column in columns:
+        table.loc[rows, column] = table.loc[rows, column].map(lambda cell: cell if cell == "–" else f"{cell} ⚑")
+    return table
 
 
 def leaks_labels(rows: pd.DataFrame) -> pd.Series:
@@ -38,15 +71,17 @@ VERDICTS = (f"Verdicts: {PASS} / {FAIL} when the 95% interval of a check's diffe
             "the honest evaluation (FGSM, PGD and APGD-CE per example, the job's own clipping); the check is FGSM's.")
 
 
-def attack_table(summary: pd.DataFrame, evaluations: pd.DataFrame, clip: str, eps: float) -> pd.DataFrame:
+def attack_table(summary: pd.DataFrame, evaluations: pd.DataFrame, clip: str, eps: float,
+                 not_learned: Collection[str] = ()) -> pd.DataFrame:
     """Per setting: clean error and each evaluation attack's error at ε (mean over seeds), in the order of
-    evaluations.csv (the attacks as configured, then `strongest`), and which attacks show adversarial accuracy
-    above clean accuracy on some job (label leaking)."""
-    settings = summary.drop_duplicates("job_id").set_index("job_id")["setting"]
+    evaluations.csv (the attacks as configured, then `strongest`), ⚑ on those of settings that have not learned,
+    and which attacks show adversarial accuracy above clean accuracy on some job (label leaking)."""
+    settings = job_settings(summary)
     rows = evaluations[(evaluations["clip"] == clip) & ((evaluations["eps"] - eps).abs() < 1e-9)].copy()
     rows["setting"] = settings.reindex(rows["job_id"]).to_numpy()
     table = rows.pivot_table(index="setting", columns="evaluation", values="error")
     table = table[list(dict.fromkeys(rows["evaluation"]))].map(percent)
+    mark_not_learned(table, list(table.columns), not_learned)
     table.insert(0, "clean error", rows.groupby("setting")["clean_error"].mean().map(percent))
     leaking = rows[leaks_labels(rows)].groupby("setting")["evaluation"].agg(lambda names: ", ".join(sorted(set(names))))
     table["label leaking ⚑"] = leaking.reindex(table.index).fillna("")
@@ -66,16 +101,13 @@ def holds_paper_settings(table: pd.DataFrame) -> bool:
 
 def models_section(doc: Document, results: Results) -> None:
     """The models side by side: clean error and confidence, the FGSM error at each ε, the strongest attack's error
-    (the honest evaluation) and the error that the other models' examples cause (transfer), mean over seeds."""
-    summary = results.summary
+    (the honest evaluation) and the error that the other models' examples cause (transfer), mean over seeds, and
+    the diagnostics flagged on its jobs."""
+    summary, evaluations = results.summary, results.evaluations
+    settings = job_settings(summary)
     table = summary.pivot_table(index="setting", columns="eps", values="error").map(percent)
     table = table.rename(columns=lambda e: f"FGSM ε={e:g}")
-    clean = summary.drop_duplicates("job_id").groupby("setting")[["clean_error", "clean_confidence"]].mean()
-    table.insert(0, "clean confidence", clean["clean_confidence"].map(percent))
-    table.insert(0, "clean error", clean["clean_error"].map(percent))
-    evaluations = results.evaluations
     if not evaluations.empty and "strongest" in set(evaluations["evaluation"]):
-        settings = summary.drop_duplicates("job_id").set_index("job_id")["setting"]
         strongest = evaluations[evaluations["evaluation"] == "strongest"].copy()
         strongest["setting"] = settings.reindex(strongest["job_id"]).to_numpy()
         for (clip, eps), rows in strongest.groupby(["clip", "eps"]):
@@ -84,11 +116,18 @@ def models_section(doc: Document, results: Results) -> None:
     if not transfer.empty:
         top = transfer[(transfer["eps"] == transfer["eps"].max()) & (transfer["source"] != transfer["target"])]
         table[f"transferred in, ε={transfer['eps'].max():g}"] = top.groupby("target")["error"].mean().map(percent)
+    table = mark_not_learned(table.fillna("–"), list(table.columns), flagged_checks(results.diagnostics, settings,
+                                                                                  CHANCE).index)
+    clean = summary.drop_duplicates("job_id").groupby("setting")[["clean_error", "clean_confidence"]].mean()
+    table.insert(0, "clean confidence", clean["clean_confidence"].map(percent))
+    table.insert(0, "clean error", clean["clean_error"].map(percent))
+    table["flags ⚑"] = flagged_checks(results.diagnostics, settings).reindex(table.index).fillna("")
     doc.heading("Models side by side")
     doc.text("Per model: test error and mean confidence on clean inputs, the FGSM error at each ε, the error under "
-             "the strongest attack of the honest evaluation (per example, any attack that fooled it), and the mean "
-             "error that examples crafted on the other models cause on it (transfer). Mean over seeds.")
-    doc.table(table.fillna("–").reset_index().rename(columns={"setting": "model"}))
+             "the strongest attack of the honest evaluation (per example, any attack that fooled it), the mean "
+             "error that examples crafted on the other models cause on it (transfer), mean over seeds, and the "
+             "diagnostics flagged on some of its jobs (see \"Can these numbers be trusted?\"). " + NOT_LEARNED)
+    doc.table(table.reset_index().rename(columns={"setting": "model"}))
 
 
 def claims_section(doc: Document, table: pd.DataFrame) -> None:
@@ -99,7 +138,8 @@ def claims_section(doc: Document, table: pd.DataFrame) -> None:
     doc.text("Not reproduced: " + " ".join(LEFT_OUT))
 
 
-def honest_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFrame) -> None:
+def honest_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFrame,
+                   not_learned: Collection[str]) -> None:
     doc.heading("Honest evaluation: stronger attacks, clipping, predicted labels")
     doc.text("Error rates at ε on the test set, mean over seeds. fgsm: true labels; fgsm_predicted_labels: crafted "
              "with the model's own predictions (no label leaking); fgsm_random_start: a uniform random start in the "
@@ -112,13 +152,13 @@ def honest_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFra
              "failure). "
              "strongest above fgsm on an adversarially trained model is gradient masking: FGSM overstates its "
              "robustness. ⚑ marks attacks under which some job's error falls below its clean error (adversarial "
-             "accuracy above clean accuracy: label leaking).")
+             "accuracy above clean accuracy: label leaking)." + (" " + NOT_LEARNED if len(not_learned) else ""))
     attacks = evaluations[~evaluations["evaluation"].isin(["rubbish", "one_member"])
                           & ~evaluations["evaluation"].str.contains(":")]     # AutoAttack's parts: the trust section
     for clip in sorted(attacks["clip"].unique(), key=lambda c: c != "none"):
         for eps in sorted(attacks["eps"].dropna().unique()):
             doc.text(f"ε={eps:g}, " + ("unclipped (the paper's FGSM)" if clip == "none" else f"clipped to [{clip.replace('-', ', ')}]"))
-            doc.table(attack_table(summary, attacks, clip, eps))
+            doc.table(attack_table(summary, attacks, clip, eps, not_learned))
     leaks = curve_leaks(summary)
     doc.text("⚑ Own FGSM curves with error below clean error at some ε: " + (", ".join(leaks) if leaks else "none") + ".")
 
@@ -130,7 +170,9 @@ TRUST = ("Each check of pipeline/diagnostics.py per setting: its value (mean ove
          "grows; unbounded: share APGD at ε = 1 leaves correct; black_box: share Square (no gradients) fools after "
          "every gradient attack; transfer: other models' FGSM examples above the model's own FGSM error; convergence: "
          "error APGD with twice the steps adds on the survivors; zero_gradients: share of all-zero input gradients; "
-         "probabilities: share of output rows that are probabilities; exact_gap: exact − strongest on a model "
+         "probabilities: share of output rows that are probabilities; chance_error: clean error as a share of a guess's "
+         "(1 − 1/K); chance_confidence: 1 − mean clean confidence as a share of a guess's (1 at uniform outputs), both "
+         "flagged when the model has not learned; exact_gap: exact − strongest on a model "
          "affine in x (any gap is an attack failure); autoattack_unattacked: share of the examples left standing that "
          "AutoAttack's `limit` did not attack (flagged: autoattack and strongest are lower bounds). Single-ε checks read evaluation.diagnostics.eps, clipped to "
          "[0, 1].")
@@ -170,7 +212,7 @@ def order_table(evaluations: pd.DataFrame, settings: pd.Series, clip: str, eps: 
 def trust_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFrame, diagnostics: pd.DataFrame,
                   eps: float) -> None:
     doc.heading("Can these numbers be trusted?")
-    settings = summary.drop_duplicates("job_id").set_index("job_id")["setting"]
+    settings = job_settings(summary)
     if not diagnostics.empty:
         doc.text(TRUST)
         doc.table(trust_table(diagnostics, settings))
@@ -247,15 +289,18 @@ def write_report(sweep_dir: Path, name: str, results: Results, failed: dict[str,
         doc.table(pd.DataFrame([{"job": job, "reason": reason} for job, reason in failed.items()]))
     if summary.empty:
         return _save(sweep_dir, doc)
+    not_learned = flagged_checks(results.diagnostics, job_settings(summary), CHANCE).index
     doc.heading("FGSM error by ε")
     table = summary.pivot_table(index="setting", columns="eps", values="error").map(percent)
-    doc.table(table.rename(columns=lambda e: f"ε={e:g}").reset_index())
-    doc.text("Each job's own attack (its attack config), mean over seeds; per-job rows are in summary.csv.")
+    table = table.rename(columns=lambda e: f"ε={e:g}")
+    doc.table(mark_not_learned(table, list(table.columns), not_learned).reset_index())
+    doc.text("Each job's own attack (its attack config), mean over seeds; per-job rows are in summary.csv."
+             + (" " + NOT_LEARNED if len(not_learned) else ""))
     for column, ylabel in (("error", "error rate"), ("confidence", "mean confidence")):
         plot_curves(summary, column, plots / f"{column}_vs_eps.png", ylabel)
         doc.image(f"{PLOTS}/{column}_vs_eps.png", f"{ylabel} vs ε (mean over seeds, 95% interval)")
     if not evaluations.empty:
-        honest_section(doc, summary, evaluations)
+        honest_section(doc, summary, evaluations, not_learned)
         trust_section(doc, summary, evaluations, results.diagnostics, trust_eps)
     if figures:
         doc.heading("The paper's figures")

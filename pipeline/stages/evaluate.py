@@ -175,7 +175,14 @@ def job_diagnostics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ro
     other jobs: `transfer_checks`). Single-ε checks read `diagnostics.eps`, clipped to [0, 1]."""
     limits = settings["diagnostics"]
     eps, clip, generator = float(limits["eps"]), "0-1", torch.Generator().manual_seed(0)
-    checks = {"zero_gradients": diagnostics.zero_gradients(model, x, y, limits["zero_gradients"]),
+    confidence, predicted = predict(model, x)
+    with torch.no_grad():
+        classes = int(model(x[:1]).shape[1])
+    checks = {"chance_error": diagnostics.chance_error(float((predicted != y).float().mean()), classes,
+                                                       limits["chance_error"]),
+              "chance_confidence": diagnostics.chance_confidence(float(confidence.mean()), classes,
+                                                                 limits["chance_confidence"]),
+              "zero_gradients": diagnostics.zero_gradients(model, x, y, limits["zero_gradients"]),
               "stochastic": diagnostics.stochastic_outputs(model, x, limits["stochastic"]),
               "probabilities": diagnostics.probability_outputs(model, x, limits["probabilities"]),
               "monotone_fgsm": diagnostics.monotone_in_eps([(r["eps"], r["error"]) for r in curve],
