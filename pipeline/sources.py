@@ -62,8 +62,8 @@ def as_labels(array: Any, where: str) -> torch.Tensor:
 
 
 def checked(train: Split, test: Split | None, where: str) -> None:
-    """The one check every source passes (TensorDataModule.setup): as many labels as images, and labels 0..classes-1 where classes is
-    one more than the largest training label and every class has training examples."""
+    """The one check every source passes (TensorDataModule.setup): as many labels as images, and labels
+    0..classes-1 where classes is one more than the largest training label and every class has training examples."""
     for name, (x, y) in (("train", train), ("test", test)) if test is not None else (("data", train),):
         if len(x) != len(y):
             raise ConfigError(f"{where}: {name} has {len(x)} images but {len(y)} labels")
@@ -246,7 +246,8 @@ def dataset_split(dataset: Any, where: str) -> Split:
     try:
         images = np.stack([np.asarray(image) for image, _ in items])
     except ValueError:
-        raise ConfigError(f"{where}: images of different sizes; resize them into a folder and use data=folder") from None
+        raise ConfigError(f"{where}: images of different sizes; resize them into a folder and use data=folder"
+                          ) from None
     return as_images(images, where), as_labels([label for _, label in items], where)
 
 
@@ -314,7 +315,8 @@ def content_digest(data: Mapping[str, Any]) -> str | None:
     if key is None:
         return None
     if data.get(key) in (None, "???"):
-        raise ConfigError(f"data.{key} is required here; set it, e.g. data.{key}=<{'folder' if key == 'root' else 'file'}>")
+        kind = "folder" if key == "root" else "file"
+        raise ConfigError(f"data.{key} is required here; set it, e.g. data.{key}=<{kind}>")
     place = Path(absolute(str(data[key])))
     if place.is_dir():
         return _digest(tuple(sorted(p for p in place.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)),

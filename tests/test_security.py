@@ -135,6 +135,34 @@ def sweep_copy(shared_sweep, tmp_path) -> Path:
     return Path(shutil.copytree(shared_sweep, tmp_path / "sweep", symlinks=True))
 
 
+def test_trust_refuses_what_is_not_a_class_of_its_kind_and_takes_what_is():
+    from pipeline import trust
+
+    trust.check({"_target_": "torch.nn.Linear", "in_features": 2, "out_features": 1}, "model", "model.pt")
+    trust.check({"_target_": "pipeline.pretrained.load", "path": "pretrained.pt",
+                 "architecture": {"_target_": "torch.nn.Linear"}}, "model", "model.pt")
+    trust.check({"_target_": "pipeline.data.TensorDataModule", "source": "pipeline.sources.arrays"}, "data",
+                "plan.json")
+    trust.check({"_target_": "pipeline.tracking.Tracker"}, "logger.wandb", "plan.json")
+    refused = {
+        ("model", "model._target_=pandas.read_pickle", "a function, not a class"):
+            {"_target_": "pandas.read_pickle", "filepath_or_buffer": "x.pkl"},
+        ("model", "model.architecture._target_=numpy.load", "a function, not a class"):
+            {"_target_": "pipeline.pretrained.load", "architecture": {"_target_": "numpy.load"}},
+        ("model", "model.0.1._target_=pipeline.pretrained.load", "a function, not a class"):
+            {"0": [{}, {"_target_": "pipeline.pretrained.load"}]},   # Harness's loader only where a model goes
+        ("optimizer", "optimizer._target_=torch.nn.Linear", "a class of another kind"): {"_target_": "torch.nn.Linear"},
+        ("data", "data.source=pandas.read_pickle", "not one of Harness's data sources"):
+            {"_target_": "pipeline.data.TensorDataModule", "source": "pandas.read_pickle"},
+        ("data", "data._target_=no.such.Module", "it cannot be imported"): {"_target_": "no.such.Module"},
+        ("model", "model.name=${oc.env:HOME}", "an interpolation"): {"_target_": "torch.nn.Linear",
+                                                                      "name": "${oc.env:HOME}"},
+    }
+    for (place, key, why), node in refused.items():
+        with pytest.raises(ConfigError, match=re.escape(f"file.yaml: {key} is refused: {why}")):
+            trust.check(node, place, "file.yaml")
+
+
 def only_job(sweep_dir: Path) -> Path:
     (job,) = (sweep_dir / "jobs").iterdir()
     return job
@@ -169,6 +197,8 @@ def refused_in_one_line(done, *parts: str) -> str:
     return last
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.parametrize("config, key, why", [
     ({"_target_": "pandas.read_pickle", "filepath_or_buffer": "{pkl}"}, "model._target_=pandas.read_pickle",
      "a function, not a class (torch.nn.Module subclass expected)"),
@@ -193,6 +223,8 @@ def test_load_model_calls_nothing_a_planted_model_pt_names(sweep_copy, tmp_path,
     assert "\n" not in str(refused.value) and not marker.exists()
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.parametrize("command", ["jobs.report", "jobs.train", "jobs.sweep"])
 def test_commands_refuse_a_planted_model_pt_in_one_line(sweep_copy, tmp_path, command):
     """`jobs.report dir=<sweep>`, `jobs.train model=pretrained model.path=<job>` and `jobs.sweep` over the same
@@ -210,6 +242,8 @@ def test_commands_refuse_a_planted_model_pt_in_one_line(sweep_copy, tmp_path, co
     assert not marker.exists()
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_weights_only_from_a_job_folder_with_your_own_class(sweep_copy, tmp_path):
     """model=pretrained with model.architecture takes a job's weights and calls nothing its model.pt names."""
 
@@ -219,6 +253,8 @@ def test_weights_only_from_a_job_folder_with_your_own_class(sweep_copy, tmp_path
     assert type(model).__name__ == "Softmax" and not marker.exists()
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_a_planted_plan_json_data_source_is_refused(sweep_copy, tmp_path):
 
     marker = tmp_path / "marker"
@@ -233,6 +269,8 @@ def test_a_planted_plan_json_data_source_is_refused(sweep_copy, tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_interpolations_in_saved_configs_are_refused_not_resolved(sweep_copy, monkeypatch):
     """A saved config is read as written: `${oc.env:...}` would copy a secret of the reader into the report."""
 
@@ -249,6 +287,8 @@ def test_interpolations_in_saved_configs_are_refused_not_resolved(sweep_copy, mo
     assert "hunter2" not in done.stderr + done.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_a_job_id_that_leads_out_of_the_sweep_is_refused(sweep_copy, tmp_path):
 
 
@@ -264,6 +304,7 @@ def test_a_job_id_that_leads_out_of_the_sweep_is_refused(sweep_copy, tmp_path):
     assert sorted(p.name for p in outside.iterdir()) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, key", [
     (["sweep.grid.model=softmax", "sweep.overrides=[\"data.name='<img src=x onerror=alert(1)>'\"]"], "data.name"),
     (["sweep.grid.model=softmax", "sweep.overrides=['data.name=../../x']"], "data.name"),
@@ -274,6 +315,8 @@ def test_names_that_become_file_names_are_plain_words(args, key, tmp_path):
     refused_in_one_line(done, f"{key}=", "is refused: it becomes part of a file name")
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.parametrize("folder, command, key", [("parts/transfer", "jobs.transfer", "parts folder"),
                                                  ("plots", "jobs.report", "plots folder")])
 def test_a_symlinked_folder_of_the_sweep_is_refused_and_nothing_there_changes(sweep_copy, tmp_path, folder, command,
@@ -303,10 +346,11 @@ def test_symlinked_entries_of_a_job_are_refused(tmp_path, entry):
     assert victim.read_text() == "precious\n"
 
 
-def test_keep_copies_regular_files_only_and_never_widens_their_mode(tmp_path, shared_sweep):
-
-
-    source = Path(shutil.copytree(only_job(shared_sweep), tmp_path / "source"))
+def test_keep_copies_regular_files_only_and_never_widens_their_mode(tmp_path):
+    """A job folder given to model=pretrained (someone else's): its checkpoint and copies, regular files only."""
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "model.pt").write_bytes(b"weights")   # keep() copies bytes; it never loads them
     secret = tmp_path / "secret.pt"
     secret.write_bytes(b"someone else's")
     secret.chmod(0o600)
@@ -322,6 +366,7 @@ def test_keep_copies_regular_files_only_and_never_widens_their_mode(tmp_path, sh
     assert (target / "model.pt").stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.slow
 def test_a_failed_download_removes_only_its_own_private_folder(tmp_path):
     """Two runs share a data.root: while one downloads (its server answers only when told to), another process
     writes its 18 files there; then the download fails. The other's files stay; the failed run leaves nothing."""
@@ -446,6 +491,7 @@ def png_claiming(path: Path, width: int, height: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_an_npz_bomb_is_refused_from_its_headers_in_one_line(tmp_path):
     bomb = npz_claiming(tmp_path / "bomb.npz", (1_000_000, 200, 100))   # 20 GB of images
     done = run_command(["jobs.train", "data=arrays", f"data.path={bomb}", f"hydra.run.dir={tmp_path / 'run'}"])
@@ -453,6 +499,7 @@ def test_an_npz_bomb_is_refused_from_its_headers_in_one_line(tmp_path):
     assert re.search(r"of its \d+\.\d GB of memory", last)
 
 
+@pytest.mark.slow
 def test_a_png_bomb_is_one_line_naming_the_file(tmp_path):
     root = tmp_path / "images"
     for split in ("train", "test"):
@@ -463,12 +510,15 @@ def test_a_png_bomb_is_one_line_naming_the_file(tmp_path):
     refused_in_one_line(done, f"{bomb}: not a readable image (Image size (200000000 pixels) exceeds limit")
 
 
+@pytest.mark.slow
 def test_a_huge_grid_is_refused_before_it_is_expanded(tmp_path):
     done = run_command(["jobs.sweep", "sweep.grid.model=softmax", "sweep.grid.regularizer=none",
                         "sweep.grid.seed=range(100000000)", "plan_only=true", f"dir={tmp_path / 'sweep'}"], timeout=60)
     refused_in_one_line(done, "has 100,000,000 jobs, more than sweep.max_jobs=10,000,000")
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_names_with_markup_are_text_in_plots_and_report_md(sweep_copy):
     """Setting labels from plan.json with mathtext ($...$) and HTML: the report is drawn, report.md shows them."""
     plan = json.loads((sweep_copy / "plan.json").read_text())
