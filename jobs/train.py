@@ -24,7 +24,7 @@ def train(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     runtime = hydra_cfg.runtime
     with open_dict(cfg):
-        cfg.choices = choices(runtime.choices)
+        cfg.choices = choices(runtime.choices, cfg.model)
         if wants_progress_bar(hydra_cfg):
             cfg.trainer.enable_progress_bar = True
     job_dir = Path(runtime.output_dir)

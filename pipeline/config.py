@@ -5,6 +5,7 @@ Every command, the planner and the tests compose jobs from the same place with t
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -33,9 +34,29 @@ def is_group(name: str) -> bool:
     return (CONF_DIR / name).is_dir()
 
 
-def choices(runtime_choices: Mapping[str, Any]) -> dict[str, Any]:
-    """The group options a job was composed from (Hydra's `hydra.runtime.choices`), for GROUPS."""
-    return {group: runtime_choices.get(group) for group in GROUPS}
+def choices(runtime_choices: Mapping[str, Any], model: Mapping[str, Any]) -> dict[str, Any]:
+    """The group options a job was composed from (Hydra's `hydra.runtime.choices`), for GROUPS, the model named as
+    results name it (`model_name`)."""
+    chosen = {group: runtime_choices.get(group) for group in GROUPS}
+    return {**chosen, "model": model_name(chosen["model"], model)}
+
+
+@cache
+def option_target(group: str, option: str) -> str | None:
+    """The `_target_` of a group option's YAML (None: it has none)."""
+    from omegaconf import OmegaConf
+
+    path = CONF_DIR / group / f"{option}.yaml"
+    return OmegaConf.load(path).get("_target_") if path.is_file() else None
+
+
+def model_name(option: str | None, model: Mapping[str, Any]) -> str | None:
+    """How results name a model (choices.model, summary.csv, W&B, the report): a zoo member by its name, a class
+    set with `model._target_=<module.Class>` by that import path, else the model group's option (`softmax`)."""
+    if model.get("name"):
+        return str(model["name"])
+    target = model.get("_target_")
+    return option if option is not None and target == option_target("model", option) else target
 
 
 def instantiate(node: DictConfig | Mapping[str, Any], name: str, origin: str | Path | None = None,
@@ -91,7 +112,7 @@ def compose_job(overrides: Sequence[str], config_name: str = "config") -> DictCo
         cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
     except HydraException as error:
         raise ConfigError(f"cannot compose a job from {list(overrides)}: {str(error).splitlines()[0]}") from None
-    chosen = choices(cfg.hydra.runtime.choices)
+    chosen = choices(cfg.hydra.runtime.choices, cfg.model)
     with open_dict(cfg):
         del cfg["hydra"]
         cfg.choices = chosen

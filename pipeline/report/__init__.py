@@ -130,6 +130,25 @@ def models_section(doc: Document, results: Results) -> None:
     doc.table(table.reset_index().rename(columns={"setting": "model"}))
 
 
+def files_table(results: Results) -> pd.DataFrame:
+    """One row per model evaluated from a file (model=pretrained, a zoo member), whatever its seeds: its name as
+    results give it, the file and the file's sha256 (what its job id holds)."""
+    rows: dict[str, dict[str, str]] = {}
+    for config in results.jobs["config"]:
+        model = config.get("model") or {}
+        if model.get("sha256"):
+            name = str((config.get("choices") or {}).get("model") or model.get("name"))
+            rows.setdefault(name, {"model": name, "file": str(model.get("path")), "sha256": model["sha256"]})
+    return pd.DataFrame(list(rows.values()), columns=["model", "file", "sha256"])
+
+
+def files_section(doc: Document, results: Results) -> None:
+    files = files_table(results)
+    if len(files):
+        doc.text("The models evaluated from files, not trained here (their job ids hold the files' sha256):")
+        doc.table(files)
+
+
 def claims_section(doc: Document, table: pd.DataFrame) -> None:
     doc.tally(table["verdict"])          # before the first heading: the counts open the report
     doc.heading("Paper vs this run")
@@ -284,6 +303,7 @@ def write_report(sweep_dir: Path, name: str, results: Results, failed: dict[str,
         claims_section(doc, claims)
     elif claims is not None:   # no setting of the paper's: the models themselves come first
         models_section(doc, results)
+    files_section(doc, results)
     if failed:
         doc.heading("Failed jobs")
         doc.table(pd.DataFrame([{"job": job, "reason": reason} for job, reason in failed.items()]))

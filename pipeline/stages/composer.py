@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from omegaconf import OmegaConf
 
-from pipeline.config import compose_job, group_options, is_group
+from pipeline.config import compose_job, group_options, is_group, model_name
 from pipeline.errors import ConfigError
 
 
@@ -142,7 +142,11 @@ class Composer:
         config = base
         for override in values:
             config = with_value(config, override)
-        return {**config, "choices": base["choices"]}   # as compose_job: choices come from the groups alone
+        model, before = config.get("model") or {}, base.get("model") or {}
+        if all(model.get(key) == before.get(key) for key in ("_target_", "name")):
+            return {**config, "choices": base["choices"]}   # as compose_job: choices come from the groups
+        # a value override named another class or a zoo member: results name the model by it (model_name)
+        return {**config, "choices": {**base["choices"], "model": model_name(None, model)}}
 
     def first(self, groups: tuple[str, ...], overrides: Sequence[str], values: Sequence[str]) -> dict[str, Any]:
         """The first job of a combination: composed by Hydra, and the fast path checked against it (which also
