@@ -32,7 +32,7 @@ class Sizes:
     gpu_pack: tuple[int, ...]  # jobs per GPU
     plan_jobs: tuple[int, int]  # planning: the marginal cost per job between these two sizes
     plan_reference_jobs: int   # ... against Hydra composing each of this many jobs
-    plan_big_jobs: int         # a large plan's time, memory and plan.json
+    plan_big_jobs: int         # a large plan_only as a user runs it: time, peak memory, plan.json
     transfer_seeds: tuple[int, ...]   # the transfer stage for 2 models × S seeds
     overhead_jobs: int         # one-epoch softmax jobs for the per-job overhead
     evaluation_examples: int   # test digits of the evaluation stage's per-attack times (a job's test split: 1,000)
@@ -49,5 +49,5 @@ FULL = Sizes(models=("softmax", "maxout"), batch_sizes=(100, 1000), repeats=9, m
              epoch_repeats=5, transfer_models=4, transfer_epsilons=10, transfer_examples=1000,
              sweep_experiment="main", sweep_jobs=6, sweep_overrides=(),
              gpu_epoch_examples=60_000, gpu_pack_jobs=8, gpu_pack=(1, 4, 8), plan_jobs=(600, 3_000),
-             plan_reference_jobs=120, plan_big_jobs=10_000, transfer_seeds=(2, 8, 32), overhead_jobs=200,
+             plan_reference_jobs=120, plan_big_jobs=100_002, transfer_seeds=(2, 8, 32), overhead_jobs=200,
              evaluation_examples=1000, autoattack_limits=(5, 25, 100))

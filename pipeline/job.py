@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import adapter, pretrained, provenance, store
+from pipeline import adapter, model_file, pretrained, provenance, store
 from pipeline.attacks import check_eps, predict
 from pipeline.config import instantiate
 from pipeline.devices import ATTACK_TF32, attack_mode, check_trainer, describe, job_accelerator, task_device, tf32_flags
@@ -143,8 +143,8 @@ def evaluate_pretrained(cfg: DictConfig, job_dir: Path, data: Any, model: torch.
     checkpoint = (store.save_checkpoint(job_dir, model, spec, data.input_shape, data.num_classes) if spec
                   else store.checkpoint_entry(job_dir))   # a job directory's checkpoint, copied as it is
     metrics = {**record, **scores(cfg, model, data, attack), "epochs": 0, "train_seconds": 0.0,
-               "pretrained": {"path": str(pretrained.source(cfg.model.path)),
-                              "sha256": pretrained.fingerprint(pretrained.source(cfg.model.path))},
+               "pretrained": {"path": str(model_file.source(cfg.model.path)),
+                              "sha256": model_file.fingerprint(model_file.source(cfg.model.path))},
                **describe(device), "tf32": {"training": None, "attack": ATTACK_TF32}, "checkpoint": checkpoint}
     store.write_metrics(job_dir, metrics)
     return metrics
@@ -178,7 +178,7 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
         record = {"job_id": job_id, "seed": cfg.seed, "started": began, "attempt": attempt,
                   "choices": OmegaConf.to_container(cfg.choices) if cfg.get("choices") else {},
                   "node": socket.gethostname(), "versions": versions(), "code": provenance.code(), **(extra or {})}
-        if pretrained.is_pretrained(cfg.model):   # trained elsewhere: evaluated as it is
+        if model_file.is_pretrained(cfg.model):   # trained elsewhere: evaluated as it is
             return evaluate_pretrained(cfg, job_dir, data, model, attack, record)
         callbacks, val_attack = early_stopping(cfg, attack.clip)
         module = AdversarialModule(model, regularizer, instantiate(cfg.optimizer, "optimizer"),

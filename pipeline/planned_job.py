@@ -21,3 +21,8 @@ class Job:
     def setting(self) -> str:
         """The grid point without its seed: the jobs that a mean over seeds groups together."""
         return ",".join(o.split("=", 1)[1] for o in self.overrides if not o.startswith("seed=")) or "all"
+
+    @property
+    def of_the_paper(self) -> bool:
+        """Whether the grid point picks one of the paper's settings (a `+paper=` option: its claims judge it)."""
+        return any(o.startswith("+paper=") for o in self.overrides)

@@ -4,14 +4,15 @@ a state_dict file with its class (`model.architecture`), or another Harness job 
 Files from elsewhere are data: a state_dict is read with `torch.load(weights_only=True)`, and a pickle that
 carries code is refused. TorchScript and torch.export files are programs: trust them as you trust code.
 
-A pretrained job's id holds the file's sha256, not its path: a changed file is evaluated again, a moved one is not.
-The job directory keeps a copy of the file (`pretrained<suffix>`), so `load_model` needs nothing outside it.
+A pretrained job's id holds the file's sha256, not its path (pipeline.model_file): a changed file is evaluated
+again, a moved one is not. The job directory keeps a copy of the file (`pretrained<suffix>`), so `load_model`
+needs nothing outside it.
 """
 from __future__ import annotations
 
 import pickle
 import re
-import zipfile
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -19,8 +20,8 @@ import torch
 from torch import nn
 
 from pipeline.errors import ConfigError
+from pipeline.model_file import kind, source
 
-TARGET = "pipeline.pretrained.load"
 COPY = "pretrained"   # the job directory's copy of the file: pretrained<suffix>
 
 
@@ -38,58 +39,6 @@ class Exported(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.program(x)
-
-
-def is_pretrained(node: Mapping[str, Any]) -> bool:
-    return node.get("_target_") == TARGET
-
-
-def source(path: str | Path) -> Path:
-    """The file or job directory, which must exist."""
-    from pipeline.sources import absolute
-
-    found = Path(absolute(str(path)))
-    if not found.exists():
-        raise ConfigError(f"model.path={path}: no such file or folder; give a TorchScript or torch.export file, "
-                          "a state_dict file (with model.architecture) or a Harness job directory")
-    return found
-
-
-def fingerprint(path: Path) -> str:
-    """The sha256 of the file (of a job directory: of its checkpoint)."""
-    from pipeline import store
-
-    return store.sha256(path / store.CHECKPOINT if path.is_dir() else path)
-
-
-def pinned(config: dict[str, Any]) -> dict[str, Any]:
-    """A job config with its pretrained file's path made absolute (Ray workers run elsewhere) and its sha256
-    recorded; other configs unchanged."""
-    model = config.get("model") or {}
-    if not is_pretrained(model):
-        return config
-    path = source(model["path"])
-    return {**config, "model": {**model, "path": str(path), "sha256": fingerprint(path)}}
-
-
-def identity(config: dict[str, Any]) -> dict[str, Any]:
-    """What names a job: its config with the pretrained file's path left out (its sha256 stays)."""
-    model = config.get("model") or {}
-    return {**config, "model": {**model, "path": None}} if is_pretrained(model) and "sha256" in model else config
-
-
-def kind(path: Path) -> str:
-    """torchscript, export, job or weights, from what the file holds."""
-    if path.is_dir():
-        return "job"
-    if zipfile.is_zipfile(path):
-        names = zipfile.ZipFile(path).namelist()
-        if any(name.endswith("/archive_format") or name.endswith("serialized_exported_program.json")
-               or "/models/" in name for name in names):
-            return "export"
-        if any("/code/" in name or name.endswith("/constants.pkl") for name in names):
-            return "torchscript"
-    return "weights"
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -125,20 +74,39 @@ def load(path: str, architecture: Mapping[str, Any] | None = None, input_shape: 
     if found == "job":
         return store.load_model(path_)
     if found == "torchscript":
-        return torch.jit.load(str(path_), map_location="cpu").eval()
+        with warnings.catch_warnings():   # torch's "torch.jit.load is deprecated" would come before any error
+            warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
+            return torch.jit.load(str(path_), map_location="cpu").eval()
     if found == "export":
         return Exported(torch.export.load(str(path_)).module()).eval()
     state = weights(path_)
     if not architecture:
         raise ConfigError(f"model.path={path} holds weights only; name their class with "
-                          "model.architecture._target_=<module.Class> (and its arguments as model.architecture.<key>)")
+                          "+model.architecture._target_=<module.Class> (and its arguments as "
+                          "+model.architecture.<key>=<value>)")
     model = build_model(architecture, input_shape or [], num_classes or 0)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
+        found = mismatch(state, model) or " ".join(str(error).split())[:200]
         raise ConfigError(f"model.path={path} does not fit model.architecture {architecture['_target_']}: "
-                          f"{' '.join(str(error).split())[:400]}") from None
+                          f"{found}") from None
     return model.eval()
+
+
+def mismatch(state: Mapping[str, torch.Tensor], model: nn.Module) -> str | None:
+    """Where a state_dict does not fit a model, in one short phrase: the first key whose shapes differ, else the
+    first key only one of them has (torch's own message lists every key, in one line of thousands of characters)."""
+    own = model.state_dict()
+    for key, tensor in state.items():
+        if key in own and own[key].shape != tensor.shape:
+            return f"{key} is {list(tensor.shape)} in the file, {list(own[key].shape)} in the model"
+    missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
+    if missing:
+        return f"the file has no {missing[0]} (nor {len(missing) - 1} other keys of the model)"
+    if unexpected:
+        return f"the model has no {unexpected[0]} (nor {len(unexpected) - 1} other keys of the file)"
+    return None
 
 
 def keep(job_dir: Path, node: Mapping[str, Any]) -> dict[str, Any]:

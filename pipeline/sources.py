@@ -6,7 +6,6 @@ A problem with the input is one line naming the file and what is wrong (ConfigEr
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import math
 import os
@@ -20,9 +19,10 @@ import numpy as np
 import torch
 
 from pipeline.errors import ConfigError
+from pipeline.data_files import IMAGE_SUFFIXES
 
 Split = tuple[torch.Tensor, torch.Tensor]  # images [N, C, H, W] in [0, 1], labels [N]
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
 CHANNELS = (1, 3, 4)   # grey, RGB, RGBA: how an image array's channel axis is told from its height and width
 
 
@@ -72,6 +72,9 @@ def checked(train: Split, test: Split | None, where: str) -> None:
     labels = train[1]
     if int(labels.min()) < 0:
         raise ConfigError(f"{where}: label {int(labels.min())} is negative; labels are classes 0..classes-1")
+    if int(labels.min()) == 1:   # 1..K, as in MATLAB or R
+        raise ConfigError(f"{where}: labels start at 1 (1..{int(labels.max())}); expected 0..{int(labels.max()) - 1}: "
+                          "subtract 1 from every label")
     counts = torch.bincount(labels)
     if (counts == 0).any():
         empty = torch.nonzero(counts == 0).flatten().tolist()
@@ -90,12 +93,6 @@ def checked(train: Split, test: Split | None, where: str) -> None:
 def reason(error: BaseException) -> str:
     """An exception's first line, for a one-line error."""
     return str(error).splitlines()[0] if str(error).strip() else type(error).__name__
-
-
-def absolute(path: str | None) -> str | None:
-    """A path as the driver sees it: `~` expanded, relative to the current folder (Ray workers run elsewhere);
-    a value still to be given (`???`) is left for the check that asks for it."""
-    return path if path in (None, "???") else str(Path(path).expanduser().absolute())
 
 
 # --- data=folder -------------------------------------------------------------------------------------------
@@ -299,41 +296,3 @@ def torchvision(dataset: str, root: str, download: bool = False, dataset_options
     except DataMissing as error:
         raise DataMissing(f"{dataset} not found under data.root={root} ({error}); {hint}") from None
     return dataset_split(loaded[0], where), dataset_split(loaded[1], where)
-
-
-# --- what a job id holds instead of a location ------------------------------------------------------------
-
-
-# The sources that read a user's own files, and the config key naming them (a file or a folder).
-USER_FILES = {"pipeline.sources.folder": "root", "pipeline.sources.arrays": "path"}
-
-
-def content_digest(data: Mapping[str, Any]) -> str | None:
-    """The sha256 of the files a data=folder or data=arrays config points at (None for named data sets): a job id
-    counts the data, not where it lies, so a moved folder reuses results and a changed file retrains."""
-    key = USER_FILES.get(str(data.get("source")))
-    if key is None:
-        return None
-    if data.get(key) in (None, "???"):
-        kind = "folder" if key == "root" else "file"
-        raise ConfigError(f"data.{key} is required here; set it, e.g. data.{key}=<{kind}>")
-    place = Path(absolute(str(data[key])))
-    if place.is_dir():
-        return _digest(tuple(sorted(p for p in place.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)),
-                       place)
-    if not place.is_file():
-        raise ConfigError(f"data.{key}={data[key]}: no such {'folder' if key == 'root' else 'file'}")
-    return _digest((place,))
-
-
-def _digest(files: tuple[Path, ...], base: Path | None = None) -> str:
-    """One sha256 over the files' own (store.sha256: each read once per process while unchanged, as a sweep plans
-    many jobs on one data set); for a folder its layout (class names) counts too."""
-    from pipeline import store
-
-    digest = hashlib.sha256()
-    for path in files:
-        if base is not None:
-            digest.update(str(path.relative_to(base)).encode() + b"\0")
-        digest.update(store.sha256(path).encode())
-    return digest.hexdigest()

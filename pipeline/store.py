@@ -25,6 +25,7 @@ metrics.json schema (version 1):
 from __future__ import annotations
 
 import errno
+import filecmp
 import functools
 import hashlib
 import json
@@ -35,12 +36,15 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 # torch is imported by the two functions that use it: every task of the Ray launcher imports this module (job_log)
 # and needs no torch.
+if TYPE_CHECKING:
+    import torch
+
 SCHEMA = 1
 CONFIG, CHECKPOINT, METRICS, FAILURE = "config.yaml", "model.pt", "metrics.json", "failure.json"
 ATTEMPTS, LAST, LOG, LOCK = "attempts.jsonl", "last.ckpt", "job.log", ".lock"
@@ -54,16 +58,21 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write(path: Path, write: Callable[[Path], None], mode: int | None = None) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None], mode: int | None = None,
+                 unless_same: bool = False) -> bool:
     """Write through a temporary file in the same folder and rename it: readers never see a partial file (and a
-    symlink at `path` is replaced, never written through). `mode`: the file's mode (default: file_mode())."""
+    symlink at `path` is replaced, never written through). `mode`: the file's mode (default: file_mode()).
+    `unless_same`: a regular file at `path` that holds the same bytes already is kept. Whether it wrote."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.fchmod(fd, file_mode() if mode is None else mode)
     os.close(fd)
     try:
         write(Path(tmp))
+        if unless_same and path.is_file() and not path.is_symlink() and filecmp.cmp(tmp, path, shallow=False):
+            return False
         os.replace(tmp, path)
+        return True
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -134,17 +143,15 @@ def ensure_writable(directory: Path, key: str) -> Path:
     return directory
 
 
-def write_if_changed(path: Path, text: str) -> bool:
-    """Write `text` atomically unless the file holds exactly it already; whether it wrote. Every array task of a
-    sweep plans the same jobs: the first one writes the plan, the others only read it."""
-    data = text.encode()
-    try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
-            return False
-    except OSError:
-        pass
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
-    return True
+def write_if_changed(path: Path, text: str | Iterable[str]) -> bool:
+    """Write `text` (a string, or its pieces: a large plan never exists as one string) atomically unless the file
+    holds exactly it already; whether it wrote. Every array task of a sweep plans the same jobs: the first one writes
+    the plan, the others only read it."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as file:
+            file.writelines([text] if isinstance(text, str) else text)
+
+    return atomic_write(path, write, unless_same=True)
 
 
 def job_dir(sweep_dir: Path, job_id: str) -> Path:

@@ -186,3 +186,27 @@ def test_bad_grids_are_refused_while_planning(override, message):
     key, value = override.split("=", 1)
     with pytest.raises(ConfigError, match=message):
         sweep_config(f"++{key}='{value}'")
+
+
+@pytest.mark.slow
+def test_planning_imports_no_torch_pandas_matplotlib_or_ray(tmp_path):
+    """`plan_only` (and a SLURM array task's plan) in a fresh interpreter, on a user's .npz and a model file: the
+    driver plans without the libraries that only the stages need."""
+    import numpy as np
+
+    np.savez(tmp_path / "digits.npz", x_train=np.zeros((20, 8, 8), np.uint8), y_train=np.arange(20) % 2,
+             x_test=np.zeros((4, 8, 8), np.uint8), y_test=np.arange(4) % 2)
+    (tmp_path / "a.pt").write_bytes(b"weights")
+    script = f"""
+import runpy, sys
+sys.argv = ["jobs.sweep", "plan_only=true", "dir={tmp_path / 'sweep'}", "experiment=zoo", "zoo.models={{a: {tmp_path / 'a.pt'}}}",
+            "sweep.overrides=['model=pretrained','data=arrays','data.path={tmp_path / 'digits.npz'}']"]
+try:
+    runpy.run_module("jobs.sweep", run_name="__main__")
+except SystemExit as done:
+    assert not done.code, done.code
+print("LOADED", sorted(m for m in ("torch", "pandas", "matplotlib", "ray", "pytorch_lightning", "numpy") if m in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0 and "1 jobs planned" in done.stderr, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "LOADED []"

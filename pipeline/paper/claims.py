@@ -167,7 +167,7 @@ def check_epsilons(cfg: Any, jobs: Sequence[Any], claims: Sequence[Claim] = CLAI
     """Refuse a paper experiment (a grid over `+paper` options) in which a job of a claim's setting lacks the ε the
     claim reads: its own eval.epsilons, or the sweep's evaluation.epsilons / transfer.epsilons when those stages
     run. Other sweeps are judged as they are: such a claim says NOT RUN with that reason."""
-    if not any(o.startswith("+paper=") for job in jobs for o in job.overrides):
+    if not any(job.of_the_paper for job in jobs):
         return
     needed = [(q, *q.needs()) for q in dict.fromkeys(quantities(claims)) if q.needs() is not None]
     jobs_of = {s: [job for job in jobs if s.matches(job.config)] for q, _, _ in needed for s in q.settings}

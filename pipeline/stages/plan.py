@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import pretrained
+from pipeline import model_file
 from pipeline.errors import ConfigError
 from pipeline.names import plain_word
 from pipeline.planned_job import Job
@@ -95,7 +95,7 @@ def conditional_overrides(point: Sequence[str], when: Mapping[str, Sequence[str]
 def data_identity(data: Mapping[str, Any]) -> dict[str, Any]:
     """A data config as a job id counts it: without its location; a user's files (data=folder, data=arrays) by
     their content's sha256."""
-    from pipeline.sources import content_digest
+    from pipeline.data_files import content_digest
 
     identity = {k: v for k, v in data.items() if k not in DATA_LOCATION}
     digest = content_digest(data)
@@ -118,7 +118,7 @@ ID = re.compile(r"[0-9a-f]{12}")   # a job id: the first 12 hex digits of a sha2
 
 
 def job_id(config: Mapping[str, Any]) -> str:
-    significant = pretrained.identity({k: v for k, v in config.items()
+    significant = model_file.identity({k: v for k, v in config.items()
                                        if k not in NOT_IN_ID and (v or k not in ONLY_WHEN_SET)})
     if isinstance(significant.get("data"), Mapping):
         significant["data"] = data_identity(significant["data"])
@@ -127,7 +127,7 @@ def job_id(config: Mapping[str, Any]) -> str:
 
 def located(config: dict[str, Any]) -> dict[str, Any]:
     """data.root and data.path made absolute here, on the driver: Ray workers and SLURM tasks run elsewhere."""
-    from pipeline.sources import absolute
+    from pipeline.data_files import absolute
 
     data = config.get("data")
     paths = {k: absolute(data[k]) for k in DATA_PATHS if isinstance(data, Mapping) and isinstance(data.get(k), str)}
@@ -145,7 +145,7 @@ def plan(sweep: DictConfig, group: str | None = None, composer: Composer | None 
         grid, when = zoo_grid(OmegaConf.to_container(models, resolve=True) if models is not None else None, grid, when)
     jobs: dict[str, Job] = {}
     for point in grid_overrides(grid, sweep.get("max_jobs")):
-        config = pretrained.pinned(located(composer(fixed + conditional_overrides(point, when) + point)))
+        config = model_file.pinned(located(composer(fixed + conditional_overrides(point, when) + point)))
         if group is not None and "wandb" in (config.get("logger") or {}):
             config = with_value(config, f"++logger.wandb.group={json.dumps(group)}")
         identity = job_id(config)

@@ -74,12 +74,11 @@ def record_plan(cfg: DictConfig, sweep_dir: Path, jobs: list) -> None:
 
 def run_sweep(cfg: DictConfig) -> int:
     """The whole sweep (or, with plan_only / task, its plan or one of its jobs); returns the exit code."""
-    from pipeline.paper.claims import check_epsilons
     from pipeline.stages.fetch import downloading, fetch_data
     from pipeline.stages.plan import plan
     from pipeline.stages.sweep_dir import PLAN, SUMMARY
     from pipeline.stages.train import check_rerun, train_one, train_stage
-    from pipeline.stages.transfer import check_transfer
+    from pipeline.stages.transfer_pairs import check_transfer
 
     # Nothing is written into the folder until the sweep is accepted: plan_only and a sweep refused (bad settings,
     # too few resources) leave a sweep that already ran there as it was.
@@ -87,7 +86,10 @@ def run_sweep(cfg: DictConfig) -> int:
     clock = Stopwatch(sweep_dir)
     with clock.stage("plan"):
         jobs = plan(cfg.sweep, group=cfg.sweep.name)
-        check_epsilons(cfg, jobs)   # a paper experiment must measure every ε its claims read
+        if any(job.of_the_paper for job in jobs):   # its claims (and pandas) only where they judge something
+            from pipeline.paper.claims import check_epsilons
+
+            check_epsilons(cfg, jobs)   # a paper experiment must measure every ε its claims read
         check_rerun(cfg.rerun)
         check_transfer(cfg.transfer, jobs)
     say(f"{len(jobs)} jobs planned in {sweep_dir}")   # slurm/*.sbatch read the folder from this line

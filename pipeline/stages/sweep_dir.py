@@ -20,15 +20,17 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import store
 from pipeline.cluster.tasks import Outcome, run_tasks
 from pipeline.errors import ConfigError
 from pipeline.planned_job import Job
+
+if TYPE_CHECKING:   # pandas is imported by the functions that build tables: planning never needs it
+    import pandas as pd
 
 PLAN, SETTINGS, SUMMARY, LOG, PARTS = "plan.json", "sweep.yaml", "summary.csv", "sweep.log", "parts"
 TRANSFER, TRANSFER_SETTINGS, TRANSFER_META = "transfer.csv", "transfer_settings.csv", "transfer.json"
@@ -43,8 +45,13 @@ def say(message: str) -> None:
 
 def write_plan(sweep_dir: Path, jobs: list[Job]) -> None:
     """plan.json, unless it holds this plan already (array tasks: one writes it, the others read it)."""
-    entries = [{"id": j.id, "overrides": list(j.overrides), "config": j.config} for j in jobs]
-    store.write_if_changed(sweep_dir / PLAN, json.dumps(entries, indent=2))
+    def lines() -> Iterator[str]:   # one job a line, written as they come: 100,000 jobs are never one string
+        for index, job in enumerate(jobs):
+            entry = {"id": job.id, "overrides": list(job.overrides), "config": job.config}
+            yield ("[" if index == 0 else ",") + json.dumps(entry) + "\n"
+        yield "]\n" if jobs else "[]\n"
+
+    store.write_if_changed(sweep_dir / PLAN, lines())
 
 
 def open_sweep(stage: DictConfig) -> tuple[DictConfig, Path, list[Job]]:
@@ -118,6 +125,8 @@ def table_from_parts(sweep_dir: Path, stage: str, function: Callable[..., dict[s
     """A stage's table from one part per task (part key -> the task's arguments; `function` returns {"rows": ...}).
     Parts already on disk are reused (all recomputed with force); the others run as tasks and each is written as
     its task finishes, so an interrupted stage keeps what it finished. Parts no task names any more are removed."""
+    import pandas as pd
+
     folder = store.inside(sweep_dir, f"{PARTS}/{stage}", "parts folder")   # a symlink out of the sweep is refused
     folder.mkdir(parents=True, exist_ok=True)
     existing = {path.stem for path in folder.glob("*.csv")}
@@ -145,6 +154,8 @@ def stage_failures(stage: str, outcome: Outcome) -> None:
 
 
 def read_table(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     if not path.exists() or path.stat().st_size <= 1:
         return pd.DataFrame()
     header = pd.read_csv(path, nrows=0).columns

@@ -19,19 +19,18 @@ from typing import Any, Sequence
 
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from pipeline import store
 from pipeline.attacks import as_clip, input_gradient, predict, step
-from pipeline.errors import ConfigError
 from pipeline.devices import attack_mode, task_device
 from pipeline.provenance import TRANSFER_ENTRY, fingerprint
 from pipeline.planned_job import Job
 from pipeline.stages.sweep_dir import (TRANSFER, TRANSFER_META, TRANSFER_SETTINGS, checkpoints, complete_jobs,
                                        log_stage, part_key, stage_failures, table_from_parts)
+from pipeline.stages.transfer_pairs import listed, pairs, select
 from pipeline.stats import estimate
 
-PAIRS = ("seed_matched", "all")
 COLUMNS = ["source", "target", "eps", "error", "confidence", "confidence_wrong", "source_error",
            "agreement_both_wrong", "agreement_source_wrong", "both_wrong"]
 MEASURES = ["error", "agreement_both_wrong", "agreement_source_wrong", "confidence"]
@@ -94,47 +93,6 @@ def transfer_task(sources: list[str], targets: list[str], directories: dict[str,
                                      as_clip(clip), craft_with, batch_size)
         rows, gradients = rows + found, gradients + taken
     return {"rows": rows, "gradients": gradients, "models_loaded": len(models)}
-
-
-def setting_values(job: Job) -> set[str]:
-    """What a setting name may say of a job: each value of its grid point and each `key=value`."""
-    overrides = [o for o in job.overrides if not o.startswith("seed=")]
-    return set(overrides) | {o.split("=", 1)[1] for o in overrides}
-
-
-def select(jobs: list[Job], names: Sequence[str] | None, key: str) -> set[str] | None:
-    """Ids of the jobs of the named settings (None: all). A name is a setting's values, comma-separated (all must
-    match: "maxout,none") or one value ("maxout": every setting that has it); a name matching nothing is an error."""
-    if names is None:
-        return None
-    chosen: set[str] = set()
-    for name in [names] if isinstance(names, str) else names:
-        wanted = {token.strip() for token in str(name).split(",")}
-        matched = {job.id for job in jobs if wanted <= setting_values(job)}
-        if not matched:
-            settings = sorted({job.setting for job in jobs})
-            raise ConfigError(f"{key}: {name!r} matches no setting of this sweep; its settings are "
-                              f"{'; '.join(settings)[:300]}")
-        chosen |= matched
-    return chosen
-
-
-def pairs(section: DictConfig) -> str:
-    """transfer.pairs (a sweep.yaml written before the key existed means seed_matched)."""
-    return section.get("pairs", "seed_matched")
-
-
-def check_transfer(section: DictConfig, jobs: list[Job]) -> None:
-    """Refuse bad transfer settings while planning, before Ray starts."""
-    if pairs(section) not in PAIRS:
-        raise ConfigError(f"transfer.pairs={section.pairs!r}; use seed_matched (a source attacks the targets of its "
-                          "own seed: linear in seeds) or all (every pair: quadratic)")
-    for key in ("sources", "targets"):
-        select(jobs, listed(section.get(key)), f"transfer.{key}")
-
-
-def listed(value: Any) -> list[str] | None:
-    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def tasks(jobs: list[Job], sweep_dir: Path, metrics: dict[str, dict[str, Any]], section: DictConfig
