@@ -89,3 +89,19 @@ def test_a_trained_job_records_the_class_in_metrics(tmp_path):
                            "data.limit=200", "trainer.accelerator=cpu"])
     run_job(cfg, tmp_path)
     assert json.loads((tmp_path / "metrics.json").read_text())["choices"]["model"] == "pipeline.models.MLP"
+
+
+def test_pretrained_jobs_are_counted_as_evaluated_not_trained(tmp_path, monkeypatch):
+    """The train stage's line: a zoo member is evaluated, a job of Harness's own is trained (the tasks are stood
+    in for: what is counted is which jobs they ran)."""
+    from pipeline.cluster.tasks import Outcome
+    from pipeline.stages import train
+
+    (tmp_path / "a.pt").write_bytes(b"a")
+    jobs = planned("experiment=zoo", f"zoo.models={{a: {tmp_path / 'a.pt'}}}") + planned("sweep.grid.model=softmax",
+                                                                                         "sweep.grid.regularizer=none")
+    monkeypatch.setattr(train, "run_tasks", lambda stage, function, calls, *args, **kwargs:
+                        Outcome(results={key: {} for key in calls}))
+    outcome = train.run_jobs(jobs, tmp_path / "sweep")
+    assert outcome.counts() == "trained 1, evaluated 1 (trained elsewhere), reused 0, failed 0"
+    assert train.Trained(trained=["x"]).counts() == "trained 1, reused 0, failed 0"   # as before for other sweeps

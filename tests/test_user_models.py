@@ -244,7 +244,7 @@ def zoo(package, trained, tmp_path_factory) -> Path:
                   f"dir={sweep_dir}",
                   "evaluation.rubbish=0", "evaluation.attacks.apgd.steps=10"], package)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "trained 3, reused 0, failed 0" in done.stderr
+    assert "trained 0, evaluated 3 (trained elsewhere), reused 0, failed 0" in done.stderr
     return sweep_dir
 
 

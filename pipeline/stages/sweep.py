@@ -114,7 +114,7 @@ def run_sweep(cfg: DictConfig) -> int:
     clock.accept()
     with clock.stage("train"):
         outcome = train_stage(cfg, sweep_dir, jobs)
-    say(f"trained {len(outcome.trained)}, reused {len(outcome.reused)}, failed {len(outcome.failed)}")
+    say(outcome.counts())
     failed_tasks = {}   # what the transfer and evaluation tables lack (computed again by the next run)
     if cfg.transfer.enabled:
         from pipeline.stages.transfer import transfer_stage

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import store
 from pipeline.cluster.tasks import first_line, run_tasks
 from pipeline.errors import ConfigError
+from pipeline.model_file import is_pretrained
 from pipeline.provenance import made_by_this_code
 from pipeline.planned_job import Job
 from pipeline.stages.sweep_dir import job_dir, say
@@ -29,6 +30,12 @@ class Trained:
     reused: list[str] = field(default_factory=list)       # job ids whose results were already complete
     failed: dict[str, str] = field(default_factory=dict)  # job id -> reason
     stale: list[str] = field(default_factory=list)        # complete jobs made by other code (reused or retrained)
+    evaluated: list[str] = field(default_factory=list)    # job ids of models trained elsewhere, evaluated in this run
+
+    def counts(self) -> str:
+        """'trained 2, evaluated 1 (trained elsewhere), reused 0, failed 0' (no `evaluated` when there are none)."""
+        evaluated = f", evaluated {len(self.evaluated)} (trained elsewhere)" if self.evaluated else ""
+        return f"trained {len(self.trained)}{evaluated}, reused {len(self.reused)}, failed {len(self.failed)}"
 
 
 def check_rerun(rerun: str) -> str:
@@ -106,7 +113,9 @@ def run_jobs(jobs: list[Job], sweep_dir: Path, cpus: float = 1, gpus: float = 0,
     ran = run_tasks("train", train_job, calls, cpus, gpus, retries, already_done=len(outcome.reused),
                     reason=lambda job_id, error: failure_reason(store.job_dir(sweep_dir, job_id), error),
                     poll_seconds=poll_seconds)
-    outcome.trained, outcome.failed = list(ran.results), ran.failed
+    elsewhere = {job.id for job in todo if is_pretrained(job.config.get("model") or {})}
+    outcome.trained = [job_id for job_id in ran.results if job_id not in elsewhere]
+    outcome.evaluated, outcome.failed = [job_id for job_id in ran.results if job_id in elsewhere], ran.failed
     return outcome
 
 
@@ -131,7 +140,7 @@ def train_one(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], index: int) -> 
         run_logged(job.config, directory, job.label)
     except store.Busy as busy:   # a second task for this job (resubmitted while the first still runs)
         return f"left to the other process: {busy}"
-    return "trained"
+    return "evaluated (trained elsewhere)" if is_pretrained(job.config.get("model") or {}) else "trained"
 
 
 def failure_reason(directory: Path, error: BaseException) -> str:
