@@ -529,3 +529,16 @@ def test_names_with_markup_are_text_in_plots_and_report_md(sweep_copy):
     report = (sweep_copy / "report.md").read_text()
     assert "$\\\\foo$,\\<img src=x onerror=alert(1)>" in report        # shown as written, never markup
     assert not re.search(r"(?<!\\)<img", report)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_ray_instance_harness_starts_serves_no_metrics_endpoint():
+    """Ray's Prometheus endpoint on each node answers without the token: the instance jobs.sweep starts has none."""
+    probe = ("import socket, ray; from pipeline.cluster import connect; connect(None, num_cpus=1); "
+             "node = ray.nodes()[0]; port = node['MetricsExportPort']; "
+             "print(port, 0 < port < 65536 and socket.socket().connect_ex((node['NodeManagerAddress'], port)) == 0)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=environment(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == "False", done.stdout   # no port, or nothing listening on it

@@ -10,6 +10,10 @@ from typing import Any
 
 from pipeline.errors import ConfigError
 
+# Ray's metrics (a Prometheus endpoint on every node that answers anyone, token or not: session, task names, node
+# addresses) serve no sweep: every cluster Harness starts has them off (slurm/sweep.sbatch says the same in JSON).
+SYSTEM_CONFIG = {"enable_metrics_collection": False}
+
 
 def check_reachable(address: str, timeout: float = 5.0, key: str = "cluster.address") -> None:
     """Fail fast on an unreachable `host:port` instead of letting ray.init wait; `key` is the setting named."""
@@ -42,7 +46,7 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
     kwargs: dict[str, Any] = {"address": address or "local", "log_to_driver": False, "configure_logging": False}
     if address is None:
         kwargs.update(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                      object_store_memory=object_store_memory)
+                      object_store_memory=object_store_memory, _system_config=SYSTEM_CONFIG)
     try:
         ray.init(**kwargs)
     except Exception as error:

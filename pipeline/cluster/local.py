@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TypeVar
 
+from pipeline.cluster import SYSTEM_CONFIG
 from pipeline.cluster.auth import cluster_env
 from pipeline.cluster.processes import Proc, all_procs, descendants, die_with_parent, still_running
 
@@ -196,6 +197,7 @@ class RayCluster(Service):
                 # --include-dashboard=false and a dead one ends the node.
                 f"--ray-client-server-port={client_port}",
                 f"--dashboard-port={dashboard_port}",
+                f"--system-config={json.dumps(SYSTEM_CONFIG)}",
             ],
             head_env,
         )

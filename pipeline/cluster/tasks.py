@@ -82,8 +82,8 @@ def run_tasks(stage: str, function: Callable[..., Any], calls: Mapping[str, Sequ
 
     check_fits(cpus, gpus)
     board = _progress_board()
-    task = ray.remote(max_calls=worker_calls(gpus))(_announced).options(num_cpus=cpus, num_gpus=gpus, max_retries=retries,
-                                                        retry_exceptions=False, name=stage)
+    task = ray.remote(max_calls=worker_calls(gpus))(_announced).options(
+        num_cpus=cpus, num_gpus=gpus, max_retries=retries, retry_exceptions=False, name=stage)
     pending = {task.remote(board, key, function, *args): key for key, args in calls.items()}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_seconds)
