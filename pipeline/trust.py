@@ -43,9 +43,8 @@ def check(node: Mapping[str, Any], place: str, origin: str | Path) -> None:
     kind = place.split(".")[0]
     if kind not in KINDS:
         raise ValueError(f"no kind of class is known for {place}")   # a caller's mistake, not the file's
+    plain_values(node, origin, place)
     for key, value in leaves(node, place):
-        if isinstance(value, str) and "${" in value:
-            raise refused(origin, key, value, "an interpolation; a saved config holds plain values")
         if key.endswith("._target_"):
             problem = target_problem(str(value), kind, top=key == f"{place}._target_")
             if problem:
