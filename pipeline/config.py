@@ -90,7 +90,8 @@ def with_cause(error: BaseException) -> str:
     cause = error.__cause__
     if cause is None:
         return head
-    return f"{head} {type(cause).__name__}: {' '.join(line.strip() for line in str(cause).splitlines() if line.strip())}"
+    said = " ".join(line.strip() for line in str(cause).splitlines() if line.strip())
+    return f"{head} {type(cause).__name__}: {said}"
 
 
 @contextmanager

@@ -120,7 +120,8 @@ def select_classes(split: Split, digits: Sequence[int] | None) -> Split:
     present = set(torch.unique(y).tolist())
     missing = [d for d in digits if d not in present]
     if missing:
-        raise ConfigError(f"data.digits={list(digits)} names classes {missing} not in the data; classes are {sorted(present)}")
+        raise ConfigError(f"data.digits={list(digits)} names classes {missing} not in the data; "
+                          f"classes are {sorted(present)}")
     keep = torch.isin(y, torch.tensor(list(digits)))
     relabel = torch.full((int(y.max()) + 1,), -1, dtype=torch.long)
     relabel[torch.tensor(list(digits))] = torch.arange(len(digits))
@@ -169,7 +170,8 @@ class TensorDataModule:
             source = get_method(source)
         self.name, self.source, self.source_options = name, source, source_options
         self.digits, self.limit, self.val_fraction, self.test_fraction = digits, limit, val_fraction, test_fraction
-        self.batch_size, self.eval_batch_size, self.split_seed, self.seed = batch_size, eval_batch_size, split_seed, seed
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.split_seed, self.seed = split_seed, seed
         self.device = torch.device("cpu")
         self.splits: dict[str, Split] = {}
 

@@ -96,7 +96,8 @@ def early_stopping(cfg: DictConfig, clip: Any) -> tuple[list, tuple[float, Any] 
     if not stopping.patience >= 1:
         raise ConfigError(f"early_stopping.patience={stopping.patience} must be ≥ 1 (epochs without improvement)")
     val_attack = (check_eps(stopping.eps, "early_stopping.eps"), clip) if stopping.monitor == "val/fgsm_error" else None
-    return [EarlyStopping(stopping.monitor, patience=stopping.patience, mode="min"), KeepBest(stopping.monitor)], val_attack
+    callbacks = [EarlyStopping(stopping.monitor, patience=stopping.patience, mode="min"), KeepBest(stopping.monitor)]
+    return callbacks, val_attack
 
 
 def configured_callbacks(cfg: DictConfig, loggers: list) -> list:
@@ -181,8 +182,8 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
         if model_file.is_pretrained(cfg.model):   # trained elsewhere: evaluated as it is
             return evaluate_pretrained(cfg, job_dir, data, model, attack, record)
         callbacks, val_attack = early_stopping(cfg, attack.clip)
-        module = AdversarialModule(model, regularizer, instantiate(cfg.optimizer, "optimizer"),
-                                   instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None, val_attack)
+        scheduler = instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None
+        module = AdversarialModule(model, regularizer, instantiate(cfg.optimizer, "optimizer"), scheduler, val_attack)
         # Each attempt is its own W&B run: a retried, resumed or forced job never writes twice under one run id.
         logger = loggers.start(cfg.get("logger"), job_dir, run_name or job_id, f"{job_id}-{attempt}",
                                OmegaConf.to_container(cfg, resolve=True))

@@ -18,7 +18,7 @@ def check_model(model: nn.Module, name: str, x: torch.Tensor, num_classes: int, 
     try:
         with torch.no_grad():
             outputs = model(batch)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - whatever a user's model raises becomes one line naming it
         raise ConfigError(f"model {name} rejects inputs of shape {list(batch.shape)} (the data's images are "
                           f"{list(x.shape[1:])}, pixels in [0, 1]): {type(error).__name__}: "
                           f"{' '.join(str(error).split())}") from None

@@ -41,7 +41,8 @@ class AdversarialModule(pl.LightningModule):
         optimizer = self.make_optimizer(self.model.parameters())
         if self.make_scheduler is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.make_scheduler(optimizer), "interval": "epoch"}}
+        scheduler = self.make_scheduler(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
         x, y = batch

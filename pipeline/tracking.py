@@ -56,7 +56,8 @@ def resolve_mode(mode: str) -> str:
     if mode == "auto":
         mode = "online" if api_key_configured() else "offline"
         if mode == "offline":
-            say_once("W&B: no API key configured, logging offline; upload later with `wandb sync <job_dir>/wandb/offline-run-*`")
+            say_once("W&B: no API key configured, logging offline; upload later with "
+                     "`wandb sync <job_dir>/wandb/offline-run-*`")
     if mode == "online" and not server_reachable():
         say_once("W&B server unreachable, logging offline; upload later with `wandb sync`")
         mode = "offline"
@@ -100,10 +101,11 @@ def init_run(mode: str, directory: Path | str, **fields: Any) -> Any:
 
 
 def define_metrics(run: Any) -> None:
-    """Lightning's x-axis for every metric (what WandbLogger sets up when it starts a run itself). The run summary holds the best validation error (the epoch early stopping keeps) as `val/error: {min: ...}`,
-    not the last epoch's; its x-axis stays Lightning's trainer/global_step. The final FGSM curve (`eval/*`, logged
-    once) is the summary's default, the last value: a `summary="last"` glob over it would also wrap the fields of
-    the curve's table entry (`_type: {last: ...}`) in wandb 0.31, which W&B then cannot show."""
+    """Lightning's x-axis for every metric (what WandbLogger sets up when it starts a run itself). The run summary
+    holds the best validation error (the epoch early stopping keeps) as `val/error: {min: ...}`, not the last
+    epoch's; its x-axis stays Lightning's trainer/global_step. The final FGSM curve (`eval/*`, logged once) is the
+    summary's default, the last value: a `summary="last"` glob over it would also wrap the fields of the curve's
+    table entry (`_type: {last: ...}`) in wandb 0.31, which W&B then cannot show."""
     run.define_metric("trainer/global_step")
     run.define_metric("*", step_metric="trainer/global_step", step_sync=True)
     run.define_metric("val/error", step_metric="trainer/global_step", summary="min")

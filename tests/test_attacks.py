@@ -172,7 +172,8 @@ def test_pgd_alone_is_at_least_as_strong_as_fgsm_on_a_trained_maxout(maxouts):
     model, x, y = maxouts["naive"]
     epsilons = [0.05, 0.1]
     fgsm_error = FGSM().curve(model, x, y, epsilons).error
-    pgd_error = PGD(steps=10, step_fraction=0.25, random_start=False, with_fgsm=False).curve(model, x, y, epsilons).error
+    pgd_alone = PGD(steps=10, step_fraction=0.25, random_start=False, with_fgsm=False)
+    pgd_error = pgd_alone.curve(model, x, y, epsilons).error
     for eps, f, p in zip(epsilons, fgsm_error.tolist(), pgd_error.tolist()):
         assert 0.1 < f < 0.9, f"ε={eps}: FGSM error {f:.3f} leaves PGD no room to differ"
         assert p >= f, f"ε={eps}: PGD error {p:.3f} below FGSM error {f:.3f}"
@@ -396,7 +397,8 @@ def test_attacks_reach_but_never_pass_the_exact_worst_case_of_softmax_regression
     """Exact is the ceiling: no attack, nor random points of the box, fools an example it does not. AutoAttack's
     gradient attacks (the reference APGD-CE, then APGD-T on each wrong class) reach it within 0.5 points on a
     trained softmax regression; our APGD-CE alone does not (cross-entropy is not the margin to the nearest class:
-    it falls 1-4 points short at ε = .03-.1, as `strongest` fell short of AutoAttack on the adversarially trained softmax)."""
+    it falls 1-4 points short at ε = .03-.1, as `strongest` fell short of AutoAttack on the adversarially trained
+    softmax)."""
     model, x, y = softmax
     x, y = x[:100], y[:100]
     for eps in (0.06,):

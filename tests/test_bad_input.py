@@ -72,7 +72,8 @@ def corrupt_fashion_mnist(folder):
     for split in ("train", "t10k"):
         header = b"\x00\x00\x08\x03" + (10).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
         (folder / f"{split}-images-idx3-ubyte").write_bytes(header + b"\x01" * 20)
-        (folder / f"{split}-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + (10).to_bytes(4, "big") + b"\x01" * 10)
+        labels = b"\x00\x00\x08\x01" + (10).to_bytes(4, "big") + b"\x01" * 10
+        (folder / f"{split}-labels-idx1-ubyte").write_bytes(labels)
 
 
 @pytest.fixture(scope="module")

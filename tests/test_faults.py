@@ -67,8 +67,8 @@ def reference(ray_cluster, tmp_path_factory):
 def test_killed_driver_resumes_without_retraining(ray_cluster, reference, tmp_path):
     sweep_dir = tmp_path / "smoke"
     driver = subprocess.Popen(sweep_command(sweep_dir, ray_cluster.address), cwd=tmp_path,
-                              env=environment(**{**ray_cluster.env, "WANDB_MODE": "offline"}), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+                              env=environment(**{**ray_cluster.env, "WANDB_MODE": "offline"}),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     wait_for(lambda: len(complete(sweep_dir)) >= 1, driver, what="a first finished job")
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
@@ -151,7 +151,8 @@ def test_lost_worker_node_mid_sweep(tmp_path):
         def running_on_worker() -> Path | None:
             for directory in sweep_dir.glob("jobs/*"):
                 tries = store.read_attempts(directory)
-                if tries and tries[-1].get("ray_node_id") == nodes["worker"] and not (directory / store.METRICS).exists():
+                finished = (directory / store.METRICS).exists()
+                if tries and tries[-1].get("ray_node_id") == nodes["worker"] and not finished:
                     return directory
             return None
 
@@ -189,8 +190,8 @@ def test_a_sweep_on_shared_storage(ray_cluster, tmp_path):
         os.umask(0o022)
 
     result = subprocess.run(sweep_command(Path("shared") / "smoke", ray_cluster.address), cwd=tmp_path,
-                            env=environment(**{**ray_cluster.env, "WANDB_MODE": "offline"}), capture_output=True, text=True,
-                            timeout=600, preexec_fn=team_umask)
+                            env=environment(**{**ray_cluster.env, "WANDB_MODE": "offline"}), capture_output=True,
+                            text=True, timeout=600, preexec_fn=team_umask)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep_dir = tmp_path / "shared" / "smoke"
     assert len(complete(sweep_dir)) == 4

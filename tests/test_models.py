@@ -32,7 +32,8 @@ CASES = sorted({(m, "none") for m in MODEL_OVERRIDES} |
 
 
 def test_every_model_and_regularizer_option_has_a_test():
-    assert sorted([*MODEL_OVERRIDES, *EVALUATED_ONLY]) == options("model"), "add the new conf/model option to MODEL_OVERRIDES"
+    assert sorted([*MODEL_OVERRIDES, *EVALUATED_ONLY]) == options("model"), \
+        "add the new conf/model option to MODEL_OVERRIDES"
     assert sorted(REGULARIZER_OVERRIDES) == options("regularizer"), \
         "add the new conf/regularizer option to REGULARIZER_OVERRIDES"
 

@@ -19,7 +19,8 @@ def test_the_unified_lightning_package_is_not_installed_beside_pytorch_lightning
         importlib.metadata.version("lightning")
 
 
-@pytest.mark.parametrize("group", ["data", "model", "regularizer", "attack", "optimizer", "trainer", "logger", "callbacks"])
+@pytest.mark.parametrize("group", ["data", "model", "regularizer", "attack", "optimizer", "trainer", "logger",
+                                   "callbacks"])
 def test_config_groups_exist(group):
     assert list((CONF_DIR / group).glob("*.yaml")), f"conf/{group} has no options"
 

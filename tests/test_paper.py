@@ -120,10 +120,11 @@ def ensemble_results(one_member: dict[tuple[str, float], float], *overrides: str
     configs, summary, evaluations = {}, [], []
     for seed in range(2):
         job = f"ensemble-{seed}"
-        configs[job] = {**paper_config("maxout_ensemble", seed, *overrides), "data": {"name": "mnist5k", "digits": None}}
+        configs[job] = {**paper_config("maxout_ensemble", seed, *overrides),
+                        "data": {"name": "mnist5k", "digits": None}}
         summary.append({"job_id": job, "seed": seed, "eps": 0.25, "error": 0.95 + 0.01 * seed})
-        evaluations += [{"job_id": job, "evaluation": "one_member", "clip": clip, "eps": eps, "error": error + 0.01 * seed}
-                        for (clip, eps), error in one_member.items()]
+        evaluations += [{"job_id": job, "evaluation": "one_member", "clip": clip, "eps": eps,
+                         "error": error + 0.01 * seed} for (clip, eps), error in one_member.items()]
     return Results.of(configs, pd.DataFrame(summary), evaluations=pd.DataFrame(evaluations))
 
 
@@ -205,7 +206,8 @@ def test_the_honest_table_shows_fgsm_pgd_apgd_and_the_strongest_per_setting():
     summary = pd.DataFrame({"job_id": ["a", "b"], "setting": ["maxout,adversarial"] * 2})
     errors = {"fgsm": (0.80, 0.90), "pgd": (0.95, 0.97), "apgd": (0.96, 0.98), "strongest": (0.97, 0.99)}
     evaluations = pd.DataFrame([{"job_id": job, "evaluation": name, "clip": "none", "eps": 0.25, "error": error,
-                                 "clean_error": 0.05} for name, pair in errors.items() for job, error in zip("ab", pair)])
+                                 "clean_error": 0.05}
+                                for name, pair in errors.items() for job, error in zip("ab", pair)])
     table = attack_table(summary, evaluations, "none", 0.25)
     assert list(table.columns) == ["setting", "clean error", "fgsm", "pgd", "apgd", "strongest", "label leaking ⚑"]
     assert table.iloc[0][["fgsm", "pgd", "apgd", "strongest"]].tolist() == ["85.0%", "96.0%", "97.0%", "98.0%"]

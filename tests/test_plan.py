@@ -172,7 +172,8 @@ def test_jobs_share_the_parts_of_the_config_that_their_overrides_leave_alone():
     with hydra_context():
         cfg = compose("sweep", overrides=["+sweep.grid.seed='range(3)'"])
         jobs = plan(cfg.sweep)
-    maxout = [j for j in jobs if j.config["choices"]["model"] == "maxout" and j.config["choices"]["regularizer"] == "none"]
+    chosen = {j.id: (j.config["choices"]["model"], j.config["choices"]["regularizer"]) for j in jobs}
+    maxout = [j for j in jobs if chosen[j.id] == ("maxout", "none")]
     assert [j.config["seed"] for j in maxout] == [0, 1, 2]
     assert maxout[0].config["model"] is maxout[1].config["model"] is maxout[2].config["model"]
 
@@ -199,13 +200,15 @@ def test_planning_imports_no_torch_pandas_matplotlib_or_ray(tmp_path):
     (tmp_path / "a.pt").write_bytes(b"weights")
     script = f"""
 import runpy, sys
-sys.argv = ["jobs.sweep", "plan_only=true", "dir={tmp_path / 'sweep'}", "experiment=zoo", "zoo.models={{a: {tmp_path / 'a.pt'}}}",
+sys.argv = ["jobs.sweep", "plan_only=true", "dir={tmp_path / 'sweep'}", "experiment=zoo",
+            "zoo.models={{a: {tmp_path / 'a.pt'}}}",
             "sweep.overrides=['model=pretrained','data=arrays','data.path={tmp_path / 'digits.npz'}']"]
 try:
     runpy.run_module("jobs.sweep", run_name="__main__")
 except SystemExit as done:
     assert not done.code, done.code
-print("LOADED", sorted(m for m in ("torch", "pandas", "matplotlib", "ray", "pytorch_lightning", "numpy") if m in sys.modules))
+heavy = ("torch", "pandas", "matplotlib", "ray", "pytorch_lightning", "numpy")
+print("LOADED", sorted(m for m in heavy if m in sys.modules))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0 and "1 jobs planned" in done.stderr, done.stderr[-2000:]

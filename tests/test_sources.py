@@ -51,7 +51,7 @@ def write_folder(root: Path, x: np.ndarray, y: np.ndarray, n_train: int, names=(
 def test_arrays_end_as_unit_range_images_with_a_stratified_validation_split(tmp_path, digits):
     x, y = bytes_of(digits, 120)
     data = data_module("data=arrays", f"data.path={write_npz(tmp_path / 'd.npz', x, y, 90)}")
-    (x_test, y_test), (x_val, y_val) = data.splits["test"], data.splits["val"]
+    (x_test, y_test), (_, y_val) = data.splits["test"], data.splits["val"]
     assert torch.equal(x_test, torch.from_numpy(x[90:]).float().div(255).unsqueeze(1))   # the file's own test set
     assert torch.equal(y_test, torch.from_numpy(y[90:]).long())
     counts = np.bincount(y[:90], minlength=3)

@@ -30,7 +30,8 @@ def run(args: list[str], env: dict[str, str], timeout: float = 600, cwd: Path | 
 def sweep(ray_cluster, tmp_path_factory):
     """The smoke experiment (6 jobs) run once on the two-node cluster, then run again."""
     sweep_dir = tmp_path_factory.mktemp("sweep") / "smoke"
-    args = ["jobs.sweep", "experiment=smoke", "cluster=ray", f"cluster.address={ray_cluster.address}", f"dir={sweep_dir}"]
+    args = ["jobs.sweep", "experiment=smoke", "cluster=ray", f"cluster.address={ray_cluster.address}",
+            f"dir={sweep_dir}"]
     first = run(args, ray_cluster.env)
     assert first.returncode == 0, first.stderr[-3000:]
     report = (sweep_dir / "report.md").read_text()

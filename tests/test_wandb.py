@@ -128,7 +128,8 @@ def test_logger_none_wins_over_wandb_mode(tmp_path):
                           "eval.epsilons=[0.1]", f"hydra.run.dir={tmp_path / 'job'}"],
                          WANDB_MODE="offline", PYTHONPROFILEIMPORTTIME="1")
     assert result.returncode == 0, result.stderr[-2000:]
-    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
     assert "pytorch_lightning" in imported                    # the listing is real
     assert not {name for name in imported if name.split(".")[0] == "wandb"}
     assert not list(tmp_path.rglob("wandb")) and (tmp_path / "job" / "metrics.json").exists()

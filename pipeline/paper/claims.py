@@ -38,7 +38,8 @@ CONV = Setting("conv net", "conv")
 
 def maxout_l1(coefficient: float) -> Setting:
     return Setting(f"maxout with L1 {coefficient:g}", "maxout", "l1",
-                   where=MAXOUT_240 + DROPOUT + (("regularizer.coefficient", coefficient), ("regularizer.layers", "first")))
+                   where=MAXOUT_240 + DROPOUT + (("regularizer.coefficient", coefficient),
+                                                  ("regularizer.layers", "first")))
 
 
 def error(setting: Setting, eps: float = 0.25) -> Attacked:
@@ -62,7 +63,8 @@ def rubbish_share(setting: Setting, metric: str = "error") -> Evaluated:
 
 
 RUBBISH = "share of N(0, I) inputs given > 50%"
-softmax_error, maxout_error, adversarial_error, rbf_error = (error(s) for s in (SOFTMAX, MAXOUT, MAXOUT_ADVERSARIAL, RBF))
+softmax_error, maxout_error, adversarial_error, rbf_error = (
+    error(s) for s in (SOFTMAX, MAXOUT, MAXOUT_ADVERSARIAL, RBF))
 rubbish = {s: rubbish_share(s) for s in (MAXOUT, SOFTMAX, RBF)}
 L1_TOO_LARGE, L1_SMALL = maxout_l1(0.0025), maxout_l1(0.0001)
 
@@ -72,7 +74,8 @@ CLAIMS: tuple[Claim, ...] = (
            Number(Attacked(SOFTMAX, "confidence"), 0.793, label="confidence")),
           (0.9 < softmax_error, 0.5 < Attacked(SOFTMAX, "confidence"))),
     Claim("FGSM (ε=.25) fools maxout most of the time, with high confidence",
-          (Number(maxout_error, 0.894, label="error"), Number(Attacked(MAXOUT, "confidence"), 0.976, label="confidence")),
+          (Number(maxout_error, 0.894, label="error"),
+           Number(Attacked(MAXOUT, "confidence"), 0.976, label="confidence")),
           (0.5 < maxout_error, 0.75 < Attacked(MAXOUT, "confidence"))),
     Claim("The shallow softmax is fooled more often than maxout",
           (Number(softmax_error, 0.999), Number(maxout_error, 0.894)), (maxout_error < softmax_error,)),
@@ -94,7 +97,8 @@ CLAIMS: tuple[Claim, ...] = (
            error(MAXOUT_1600_ADVERSARIAL) < 0.5 * error(MAXOUT_1600)),
           note="the paper stops early on adversarial validation error and averages 5 runs"),
     Claim("The adversarially trained model resists the naive model's examples better than the reverse",
-          (Number(Transferred(MAXOUT, MAXOUT_ADVERSARIAL), 0.196), Number(Transferred(MAXOUT_ADVERSARIAL, MAXOUT), 0.409)),
+          (Number(Transferred(MAXOUT, MAXOUT_ADVERSARIAL), 0.196),
+           Number(Transferred(MAXOUT_ADVERSARIAL, MAXOUT), 0.409)),
           (Transferred(MAXOUT, MAXOUT_ADVERSARIAL) < Transferred(MAXOUT_ADVERSARIAL, MAXOUT),)),
     Claim("Training on ±ε sign noise does not resist FGSM like adversarial training",
           (Number(error(MAXOUT_SIGN_NOISE), 0.862), Number(Attacked(MAXOUT_SIGN_NOISE, "confidence"), 0.973)),
@@ -126,13 +130,15 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("On maxout's mistakes, softmax predicts maxout's class more often than RBF",
           (Number(Transferred(MAXOUT, SOFTMAX, "agreement_source_wrong"), 0.546),
            Number(Transferred(MAXOUT, RBF, "agreement_source_wrong"), 0.160)),
-          (Transferred(MAXOUT, RBF, "agreement_source_wrong") < Transferred(MAXOUT, SOFTMAX, "agreement_source_wrong"),)),
+          (Transferred(MAXOUT, RBF, "agreement_source_wrong")
+           < Transferred(MAXOUT, SOFTMAX, "agreement_source_wrong"),)),
     Claim("Fig. 2: logistic regression on 3s vs 7s is accurate and FGSM fools it almost always",
           (Number(Attacked(LOGISTIC_3V7, "clean_error"), 0.016, 0.01), Number(error(LOGISTIC_3V7), 0.99)),
           (Attacked(LOGISTIC_3V7, "clean_error") < 0.05, 0.9 < error(LOGISTIC_3V7))),
     Claim("Rubbish N(0, I) inputs: maxout and softmax give most of them a class with > 50%; RBF gives (almost) none",
           (Number(rubbish[MAXOUT], 0.9835), Number(rubbish[SOFTMAX], 0.598), Number(rubbish[RBF], 0.0, 0.01)),
-          (0.5 < rubbish[MAXOUT], 0.5 < rubbish[SOFTMAX], rubbish[RBF] < rubbish[SOFTMAX], rubbish[RBF] < rubbish[MAXOUT])),
+          (0.5 < rubbish[MAXOUT], 0.5 < rubbish[SOFTMAX], rubbish[RBF] < rubbish[SOFTMAX],
+           rubbish[RBF] < rubbish[MAXOUT])),
     Claim("An ensemble of maxout nets is not resistant, whether the ensemble or one member is attacked",
           (Number(error(ENSEMBLE), 0.911, label="attack the ensemble"),
            Number(Evaluated(ENSEMBLE, "one_member", what="FGSM error (crafted on one member)"), 0.879,

@@ -264,8 +264,10 @@ def draw_figures(results: Results, job_dirs: Mapping[str, Path], plots: Path, lo
         drawn.append(Drawn("fig2_logistic.png", "Fig. 2: logistic regression on 3s vs 7s: weights w, sign(w), "
                                                 "clean test digits, their FGSM versions"))
     naive, adversarial = first_job(results, claims.MAXOUT), first_job(results, claims.MAXOUT_ADVERSARIAL)
-    models = {"naive maxout": store.load_model(job_dirs[naive[1]]),
-              "adversarially trained maxout": store.load_model(job_dirs[adversarial[1]])} if naive and adversarial else {}
+    models = {}
+    if naive and adversarial:
+        models = {"naive maxout": store.load_model(job_dirs[naive[1]]),
+                  "adversarially trained maxout": store.load_model(job_dirs[adversarial[1]])}
     if models and not without_first_layer("Fig. 3", models):
         panels = {name: first_layer_filters(model, filters) for name, model in models.items()}
         plot_filters(panels, plots / "fig3_filters.png")
@@ -281,7 +283,8 @@ def draw_figures(results: Results, job_dirs: Mapping[str, Path], plots: Path, lo
                                                           "ε runs along the FGSM direction (unclipped)"))
     for data in results.datasets:
         for name, table, ylabel, title in (
-                ("rubbish", rubbish_table(results, data), "share", "Appendix A: N(0, I) inputs given > 0.5 probability"),
+                ("rubbish", rubbish_table(results, data), "share",
+                 "Appendix A: N(0, I) inputs given > 0.5 probability"),
                 ("ensemble", ensemble_table(results, data), "error rate", "Maxout ensemble: FGSM error at ε=.25")):
             if len(table) > 1:
                 plot_bars(table, plots / f"{name}_{data}.png", ylabel, f"{title} ({data})")

@@ -47,7 +47,8 @@ def check_option(override: str) -> None:
     if value == [] or value == "":
         raise ConfigError(f"{override!r} chooses no {group}; give one of: {', '.join(group_options(group))}")
     if isinstance(value, str) and value not in group_options(group) and "/" not in group:
-        raise ConfigError(f"unknown {group} '{value}' in {override!r}; choose one of: {', '.join(group_options(group))}")
+        options = ", ".join(group_options(group))
+        raise ConfigError(f"unknown {group} '{value}' in {override!r}; choose one of: {options}")
 
 
 def has_interpolation(value: Any) -> bool:

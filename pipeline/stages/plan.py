@@ -68,7 +68,8 @@ def grid_overrides(grid: Mapping[str, Any], max_jobs: int | None = None) -> list
         raise ConfigError("sweep.grid is empty; name at least one axis, e.g. sweep.grid.model=softmax,maxout")
     axes = []
     for axis, values in flatten(grid).items():
-        if values is None or values == "" or (isinstance(values, Sequence) and not isinstance(values, str) and not values):
+        empty_list = isinstance(values, Sequence) and not isinstance(values, str) and not values
+        if values is None or values == "" or empty_list:
             raise ConfigError(f"sweep.grid.{axis} is empty; give values like 'a,b' or 'range(3)'")
         if isinstance(values, Sequence) and not isinstance(values, str):
             values = ",".join(str(v) for v in values)

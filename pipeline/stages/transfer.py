@@ -162,7 +162,8 @@ def transfer_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], force: boo
     store.write_json(sweep_dir / TRANSFER_META, {
         "pairs": pairs(section), "tasks": len(calls), "computed": len(computed),
         "reused": len(calls) - len(computed) - len(outcome.failed), "failed": outcome.failed, "rows": len(table),
-        "models_loaded": [r["models_loaded"] for r in computed], "input_gradients": sum(r["gradients"] for r in computed)})
+        "models_loaded": [r["models_loaded"] for r in computed],
+        "input_gradients": sum(r["gradients"] for r in computed)})
     log_stage(sweep_dir, jobs, "transfer", {"transfer_settings": settings,
                                             **({"transfer": table} if len(table) <= 10_000 else {})})
     return table, outcome.failed
