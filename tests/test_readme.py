@@ -25,6 +25,7 @@ README = ROOT / "README.md"
 # (pattern searched in the command, why it is not run here). Add a line for a command that needs what CI lacks.
 SKIP = [
     (r"^make ", "sets up a fresh .venv (minutes); CI runs the suite itself"),
+    (r"-m pytest", "the test suite itself: CI runs it"),
     (r"^source ", "shell setup, not a Harness command"),
     (r"^sbatch |hydra/launcher=slurm", "submits to SLURM: tests/test_slurm.py submits to a real one"),
     (r"^wandb sync", "uploads to W&B: needs an API key and network"),
