@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence, TypeVar
 
 from pipeline.config import CONF_DIR, group_options
-from pipeline.errors import ConfigError, JobFailed
+from pipeline.errors import ConfigError, JobFailed, one_line
 from pipeline.store import ensure_writable
 
 T = TypeVar("T")
@@ -29,10 +29,6 @@ def check_group_choices(argv: Sequence[str]) -> None:
             option = option.strip()
             if option and not any(c in option for c in "()[]{}$") and not (CONF_DIR / key / f"{option}.yaml").exists():
                 raise ConfigError(f"unknown {key} '{option}'; choose one of: {', '.join(group_options(key))}")
-
-
-def one_line(message: str) -> str:
-    return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "dir")
@@ -106,8 +102,8 @@ def hydra_errors_as_config_errors() -> Iterator[None]:
     try:
         yield
     except CompactHydraException as error:
-        cause = f" ({one_line(str(error.__cause__))})" if error.__cause__ is not None else ""
-        raise ConfigError(f"{one_line(str(error))}{cause}") from None
+        cause = f" ({one_line(error.__cause__)})" if error.__cause__ is not None else ""
+        raise ConfigError(f"{one_line(error)}{cause}") from None
     finally:
         if previous is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -11,7 +11,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from omegaconf import DictConfig, open_dict
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, one_line
 
 
 def _conf_dir() -> Path:
@@ -90,8 +90,7 @@ def with_cause(error: BaseException) -> str:
     cause = error.__cause__
     if cause is None:
         return head
-    said = " ".join(line.strip() for line in str(cause).splitlines() if line.strip())
-    return f"{head} {type(cause).__name__}: {said}"
+    return f"{head} {type(cause).__name__}: {one_line(cause)}"
 
 
 @contextmanager

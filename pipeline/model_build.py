@@ -13,7 +13,7 @@ from torch import nn
 
 from pipeline import adapter, trust
 from pipeline.config import instantiate
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, one_line
 
 HARNESS_KEYS = ("stochastic", "normalize", "name", "sha256")   # read by Harness, never passed to a constructor
 
@@ -58,7 +58,7 @@ def shape_arguments(target: str, input_shape: Sequence[int], num_classes: int) -
         parameters = inspect.signature(_locate(target)).parameters
     except (ImportError, AttributeError, ValueError) as error:
         raise ConfigError(f"cannot build model: model._target_={target} cannot be imported "
-                          f"({type(error).__name__}: {' '.join(str(error).split())}); install it or put its folder "
+                          f"({type(error).__name__}: {one_line(error)}); install it or put its folder "
                           "on PYTHONPATH") from None
     except TypeError:   # a builtin without a signature: pass nothing
         return {}
@@ -78,7 +78,8 @@ def build_model(node: DictConfig | Mapping[str, Any], input_shape: Sequence[int]
         raise ConfigError("model has no _target_; give the class, e.g. model._target_=mylab.nets.Net")
     missing = sorted(OmegaConf.missing_keys(OmegaConf.create(spec)))
     if missing:
-        raise ConfigError(f"model.{missing[0]} is not set; give it on the command line, e.g. model.{missing[0]}=<value>")
+        raise ConfigError(f"model.{missing[0]} is not set; give it on the command line, "
+                          f"e.g. model.{missing[0]}=<value>")
     normalize = spec.get("normalize")
     constructor = {k: v for k, v in spec.items() if k not in HARNESS_KEYS}
     model = instantiate(constructor, "model", **shape_arguments(spec["_target_"], input_shape, num_classes))

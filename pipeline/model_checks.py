@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from pipeline.contract import output_variation, probability_share
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, one_line
 
 
 def check_model(model: nn.Module, name: str, x: torch.Tensor, num_classes: int, stochastic: bool = False) -> None:
@@ -21,7 +21,7 @@ def check_model(model: nn.Module, name: str, x: torch.Tensor, num_classes: int, 
     except Exception as error:  # noqa: BLE001 - whatever a user's model raises becomes one line naming it
         raise ConfigError(f"model {name} rejects inputs of shape {list(batch.shape)} (the data's images are "
                           f"{list(x.shape[1:])}, pixels in [0, 1]): {type(error).__name__}: "
-                          f"{' '.join(str(error).split())}") from None
+                          f"{one_line(error)}") from None
     finally:
         model.train(was_training)
     if not isinstance(outputs, torch.Tensor) or tuple(outputs.shape) != (len(batch), num_classes):

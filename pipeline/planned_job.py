@@ -2,8 +2,11 @@
 the report and W&B read, so it lives below all of them."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+
+ID = re.compile(r"[0-9a-f]{12}")   # a job id: the first 12 hex digits of a sha256 (stages.plan.job_id)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, one_line
 from pipeline.model_file import kind, source
 
 COPY = "pretrained"   # the job directory's copy of the file: pretrained<suffix>
@@ -51,9 +51,9 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
                           + (f" (it calls {called.group(1)})" if called else "")
                           + "; Harness reads weights only: save torch.save(model.state_dict(), path), or a "
                           "TorchScript or torch.export file") from None
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - whatever torch.load says of a file that is not its own, one line
         raise ConfigError(f"model.path={path} is not a torch file ({type(error).__name__}: "
-                          f"{' '.join(str(error).split())[:200]}); give a TorchScript, torch.export or "
+                          f"{one_line(error, 200)}); give a TorchScript, torch.export or "
                           "state_dict file") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -88,7 +88,7 @@ def load(path: str, architecture: Mapping[str, Any] | None = None, input_shape: 
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        found = mismatch(state, model) or " ".join(str(error).split())[:200]
+        found = mismatch(state, model) or one_line(error, 200)
         raise ConfigError(f"model.path={path} does not fit model.architecture {architecture['_target_']}: "
                           f"{found}") from None
     return model.eval()

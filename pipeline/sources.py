@@ -18,7 +18,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, one_line
 from pipeline.data_files import IMAGE_SUFFIXES
 
 Split = tuple[torch.Tensor, torch.Tensor]  # images [N, C, H, W] in [0, 1], labels [N]
@@ -90,11 +90,6 @@ def checked(train: Split, test: Split | None, where: str) -> None:
                               f"{tuple(test[0].shape[1:])}; expected one shape")
 
 
-def reason(error: BaseException) -> str:
-    """An exception's first line, for a one-line error."""
-    return str(error).splitlines()[0] if str(error).strip() else type(error).__name__
-
-
 # --- data=folder -------------------------------------------------------------------------------------------
 
 
@@ -125,7 +120,7 @@ def read_image(path: Path) -> np.ndarray:
             grey = image.mode in ("1", "L", "LA", "I", "I;16", "F")
             return np.asarray(image.convert("L" if grey else "RGB"))
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
-        raise ConfigError(f"{path}: not a readable image ({reason(error)})") from None
+        raise ConfigError(f"{path}: not a readable image ({one_line(error)})") from None
 
 
 def read_class_folders(split: Path, classes: list[str]) -> Split:
@@ -200,7 +195,7 @@ def arrays(path: str) -> tuple[Split, Split]:
     except ConfigError:
         raise
     except (OSError, ValueError, EOFError) as error:
-        raise ConfigError(f"{file}: not a readable .npz ({reason(error)})") from None
+        raise ConfigError(f"{file}: not a readable .npz ({one_line(error)})") from None
     missing = [key for key in ARRAY_KEYS if key not in loaded]
     if missing:
         raise ConfigError(f"{file}: no {', '.join(missing)} (found {', '.join(found) or 'nothing'}); expected "
@@ -273,7 +268,7 @@ def torchvision_split(cls: type, root: str | Path, train: bool, download: bool, 
     try:
         return cls(str(root), download=download, **split_argument(cls, train), **options)
     except (RuntimeError, OSError) as error:
-        raise DataMissing(reason(error)) from None
+        raise DataMissing(one_line(error)) from None
     except TypeError as error:
         raise ConfigError(f"data.dataset_options={dict(options)} do not fit {cls.__name__}: {error}") from None
 

@@ -171,6 +171,16 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def failure_reason(directory: Path, error: BaseException) -> str:
+    """Why a job failed: the failure record it wrote when it could, else the error its task ended with."""
+    from pipeline.errors import task_error
+
+    try:
+        return read_json(directory / FAILURE)["reason"]
+    except (OSError, ValueError, KeyError):
+        return task_error(error)
+
+
 def write_config(job_dir: Path, cfg: DictConfig) -> None:
     atomic_write(job_dir / CONFIG, lambda tmp: OmegaConf.save(cfg, tmp, resolve=True))
 

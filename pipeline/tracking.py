@@ -16,6 +16,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 from typing import Any, Callable, Mapping, TypeVar
 
+from pipeline.errors import one_line
+
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
@@ -80,7 +82,7 @@ def start_with_fallback(start: Callable[[str], T], mode: str) -> T | None:
         try:
             return start(attempt)
         except Exception as error:  # noqa: BLE001 - any W&B failure must leave the work running
-            reason = (str(error).splitlines()[0] if str(error) else type(error).__name__)[:200]
+            reason = one_line(error, 200)
             if attempt == "offline":
                 say_once(f"W&B could not start ({reason}); going on without W&B")
                 return None

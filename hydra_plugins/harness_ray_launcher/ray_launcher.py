@@ -45,7 +45,7 @@ class RayLauncher(Launcher):
         from pipeline.cluster import check_fits, connect
         from pipeline.cluster.tasks import run_tasks
         from pipeline.errors import ConfigError, JobFailed
-        from pipeline.stages.train import failure_reason
+        from pipeline.store import failure_reason
 
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
         if self.cpus < 0 or self.gpus < 0 or self.retries < 0:

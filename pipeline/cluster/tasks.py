@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
+from pipeline.errors import task_error
+
 
 class Progress:
     """One status line per event on stderr, `[stage] done/total, running, failed, queued, ETA`: printed when the
@@ -42,15 +44,10 @@ class Outcome:
     failed: dict[str, str] = field(default_factory=dict)    # key -> one-line reason
 
 
-def first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[-1] if text else ''}"
-
-
 def run_tasks(stage: str, function: Callable[..., Any], calls: Mapping[str, Sequence[Any]], cpus: float = 1,
               gpus: float = 0, retries: int = 2, already_done: int = 0,
               on_result: Callable[[str, Any], None] | None = None,
-              reason: Callable[[str, BaseException], str] = lambda key, error: first_line(error),
+              reason: Callable[[str, BaseException], str] = lambda key, error: task_error(error),
               poll_seconds: float = 2.0) -> Outcome:
     """function(*args) for every key → args of `calls`. `on_result(key, result)` runs on the driver as each task
     finishes (to write its part of a table at once); `reason` turns a task's exception into its failure line;

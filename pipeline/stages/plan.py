@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
@@ -113,9 +112,6 @@ def zoo_grid(models: Mapping[str, str] | None, grid: dict[str, Any], when: dict[
         plain_word(name, "zoo.models")   # a name becomes a setting and a file name
     points = {f"model.name={name}": [f"model.path='{path}'"] for name, path in models.items()}
     return {**grid, "model.name": ",".join(models)}, {**when, **points}
-
-
-ID = re.compile(r"[0-9a-f]{12}")   # a job id: the first 12 hex digits of a sha256 (job_id)
 
 
 def job_id(config: Mapping[str, Any]) -> str:

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import store
 from pipeline.cluster.tasks import Outcome, run_tasks
 from pipeline.errors import ConfigError
-from pipeline.planned_job import Job
+from pipeline.planned_job import ID, Job
 
 if TYPE_CHECKING:   # pandas is imported by the functions that build tables: planning never needs it
     import pandas as pd
@@ -76,7 +76,6 @@ def checked_plan(cfg: DictConfig, jobs: list[Job], sweep_dir: Path) -> None:
     (pipeline.trust)."""
     from pipeline import trust
     from pipeline.names import plain_word
-    from pipeline.stages.plan import ID
 
     trust.plain_values(OmegaConf.to_container(cfg, resolve=False), sweep_dir / SETTINGS)
     for job in jobs:

@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import store
-from pipeline.cluster.tasks import first_line, run_tasks
+from pipeline.cluster.tasks import run_tasks
 from pipeline.errors import ConfigError
 from pipeline.model_file import is_pretrained
 from pipeline.provenance import made_by_this_code
@@ -111,7 +111,7 @@ def run_jobs(jobs: list[Job], sweep_dir: Path, cpus: float = 1, gpus: float = 0,
     say_stale(jobs, outcome.stale, rerun == "stale")
     calls = {job.id: (job.config, str(job_dir(sweep_dir, job)), job.label) for job in todo}
     ran = run_tasks("train", train_job, calls, cpus, gpus, retries, already_done=len(outcome.reused),
-                    reason=lambda job_id, error: failure_reason(store.job_dir(sweep_dir, job_id), error),
+                    reason=lambda job_id, error: store.failure_reason(store.job_dir(sweep_dir, job_id), error),
                     poll_seconds=poll_seconds)
     elsewhere = {job.id for job in todo if is_pretrained(job.config.get("model") or {})}
     outcome.trained = [job_id for job_id in ran.results if job_id not in elsewhere]
@@ -141,11 +141,3 @@ def train_one(cfg: DictConfig, sweep_dir: Path, jobs: list[Job], index: int) -> 
     except store.Busy as busy:   # a second task for this job (resubmitted while the first still runs)
         return f"left to the other process: {busy}"
     return "evaluated (trained elsewhere)" if is_pretrained(job.config.get("model") or {}) else "trained"
-
-
-def failure_reason(directory: Path, error: BaseException) -> str:
-    """The job's own failure record when it wrote one, else the first line of Ray's error."""
-    try:
-        return store.read_json(directory / store.FAILURE)["reason"]
-    except (OSError, ValueError, KeyError):
-        return first_line(error)
