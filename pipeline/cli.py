@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,20 @@ def check_group_choices(argv: Sequence[str]) -> None:
             option = option.strip()
             if option and not any(c in option for c in "()[]{}$") and not (CONF_DIR / key / f"{option}.yaml").exists():
                 raise ConfigError(f"unknown {key} '{option}'; choose one of: {', '.join(group_options(key))}")
+
+
+# A quoted name in a Hydra dict ({"a": a.pt}): Hydra's grammar takes unquoted keys only, and says so in its own terms
+QUOTED_NAME = re.compile(r"""([{,]\s*)(['"])([^'"]*)\2(\s*:)""")
+
+
+def check_zoo_models(argv: Sequence[str]) -> None:
+    """Refuse quoted zoo names with the command that works, before Hydra's "no viable alternative at input"."""
+    for arg in argv:
+        key, sep, value = arg.lstrip("+").partition("=")
+        if sep and key == "zoo.models" and QUOTED_NAME.search(value):
+            fixed = QUOTED_NAME.sub(r"\1\3\4", value)
+            raise ConfigError(f"zoo.models={value}: Hydra takes the names without quotes; write "
+                              f"'zoo.models={fixed}'")
 
 
 OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "dir")
@@ -77,6 +92,7 @@ def entry_point(app: Callable[[], None]) -> Callable[[], None]:
     @exit_on_config_error
     def main() -> None:
         check_group_choices(sys.argv[1:])
+        check_zoo_models(sys.argv[1:])
         check_output_dirs(sys.argv[1:])
         sys.argv[1:] = quote_grid_axes(sys.argv[1:])
         try:
