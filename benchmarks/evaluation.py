@@ -8,24 +8,9 @@ from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from benchmarks.sizes import ROOT
-
-
-def trained(name: str, x: torch.Tensor, y: torch.Tensor, epochs: int) -> torch.nn.Module:
-    from pipeline.models import Maxout, Softmax
-
-    torch.manual_seed(0)
-    model = {"softmax": Softmax, "maxout": Maxout}[name](x.shape[1:], 10)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
-    for _ in range(epochs):
-        for index in torch.randperm(len(y)).split(100):
-            optimizer.zero_grad()
-            F.cross_entropy(model(x[index]), y[index]).backward()
-            optimizer.step()
-    return model.eval()
+from benchmarks.workload import make_model, sweep_config, train
 
 
 def autoattack_growth(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, limits: tuple[int, ...],
@@ -49,14 +34,14 @@ def bench_evaluation(examples: int, epochs: int = 2, limits: tuple[int, ...] = (
     from pipeline.data import mnist5k
     from pipeline.stages.evaluate import attack_seconds, evaluate_attacks, job_diagnostics
 
-    settings = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "sweep.yaml").evaluation)
+    settings = OmegaConf.to_container(sweep_config().evaluation, resolve=True)
     x, y = mnist5k()
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))   # the file is sorted by digit
     x, y = x[order], y[order]
     x_train, y_train, x_test, y_test = x[:4000], y[:4000], x[4000:4000 + examples], y[4000:4000 + examples]
     result, growth = {}, {}
     for name in ("softmax", "maxout"):
-        model = trained(name, x_train, y_train, epochs)
+        model = train(make_model(name, torch.device("cpu")), x_train, y_train, epochs)
         started = time.perf_counter()
         rows, fooled = evaluate_attacks(model, x_test, y_test, settings["attacks"], settings["clips"],
                                         settings["epsilons"], settings["batch_size"], settings["exact"])

@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+
 def stats(values: Sequence[float]) -> dict[str, float]:
     """Median, quartiles and range of a sample."""
     values = sorted(values)
@@ -43,6 +44,12 @@ def calls_for(fn: Callable[[], Any], min_seconds: float, sync: Callable[[], None
     if once < min_seconds / 10:   # too short to time alone: time a few
         once = timed(fn, 10, sync)
     return max(1, math.ceil(min_seconds / max(once, 1e-9)))
+
+
+def sampled(fn: Callable[[], Any], repeats: int, min_seconds: float, sync: Callable[[], None]) -> list[float]:
+    """Per-call seconds of `repeats` samples of one operation."""
+    calls = calls_for(fn, min_seconds, sync)
+    return [timed(fn, calls, sync) for _ in range(repeats)]
 
 
 def interleaved(a: Callable[[], Any], b: Callable[[], Any], repeats: int, min_seconds: float,

@@ -1,4 +1,5 @@
-"""The transfer count: input gradients that transfer_rows takes for M models and K ε, seen by hooks."""
+"""The transfer count: input gradients that transfer_rows takes for M models and K ε, as it reports them and as
+hooks on the models see them (one per source is what tests/test_benchmark_checks.py holds it to)."""
 from __future__ import annotations
 
 import time
@@ -12,7 +13,7 @@ from benchmarks.workload import make_batch, make_model
 
 
 def bench_transfer(sizes: Sizes, device: torch.device) -> dict[str, Any]:
-    """M models, K ε, a test set that fits one batch: transfer_rows should take one input gradient per source."""
+    """M models, K ε, a test set that fits one batch."""
     from pipeline.stages.transfer import transfer_rows
 
     names = [f"{kind}{i}" for i, kind in zip(range(sizes.transfer_models), ["softmax", "maxout"] * 8)]
@@ -20,7 +21,7 @@ def bench_transfer(sizes: Sizes, device: torch.device) -> dict[str, Any]:
                for i, n in enumerate(names)}
     epsilons = [round(0.3 * (k + 1) / sizes.transfer_epsilons, 4) for k in range(sizes.transfer_epsilons)]
     x, y = make_batch(sizes.transfer_examples, device)
-    counters = {n: PassCounter(m) for n, m in targets.items()}
+    counters = [PassCounter(m) for m in targets.values()]
     reported, rows = 0, 0
     started = time.perf_counter()
     try:
@@ -29,11 +30,8 @@ def bench_transfer(sizes: Sizes, device: torch.device) -> dict[str, Any]:
                                                    "true", 1000)
             reported, rows = reported + gradients, rows + len(source_rows)
     finally:
-        for c in counters.values():
-            c.close()
-    hooked = sum(c.backwards for c in counters.values())
-    m, k = len(names), len(epsilons)
-    return {"models": m, "epsilons": k, "examples": sizes.transfer_examples, "batch_size": 1000,
-            "input_gradients_reported": reported, "input_gradients_hooked": hooked, "expected": m,
-            "rows": rows, "expected_rows": m * m * k, "seconds": time.perf_counter() - started,
-            "ok": reported == hooked == m and rows == m * m * k}
+        for counter in counters:
+            counter.close()
+    return {"models": len(names), "epsilons": len(epsilons), "examples": sizes.transfer_examples, "batch_size": 1000,
+            "input_gradients_reported": reported, "input_gradients_hooked": sum(c.backwards for c in counters),
+            "rows": rows, "seconds": time.perf_counter() - started}

@@ -1,7 +1,12 @@
-"""What every comparison runs on: the paper's models and MNIST-size random batches."""
+"""What the comparisons run on: the paper's models, MNIST-size random batches, configs composed as the commands
+compose them (pipeline.config, pipeline.stages.plan), and the one plain training loop the benchmark needs."""
 from __future__ import annotations
 
+from functools import cache
+from typing import Any, Callable, Mapping, Sequence
+
 import torch
+from omegaconf import DictConfig, open_dict
 
 from benchmarks.sizes import CLASSES, INPUT_SHAPE
 
@@ -20,3 +25,66 @@ def make_batch(n: int, device: torch.device, seed: int = 0) -> tuple[torch.Tenso
     x = torch.rand((n, *INPUT_SHAPE), generator=generator)
     y = torch.randint(0, CLASSES, (n,), generator=generator)
     return x.to(device), y.to(device)
+
+
+@cache
+def job_config(*overrides: str) -> DictConfig:
+    """A job's config as `python -m jobs.train <overrides>` composes it (shared: read it, never change it)."""
+    from pipeline.config import compose_job, hydra_context
+
+    with hydra_context():
+        return compose_job(overrides)
+
+
+def sweep_config(*overrides: str, grid: Mapping[str, str] | None = None, each: Sequence[str] = ()) -> DictConfig:
+    """conf/sweep.yaml as `python -m jobs.sweep <overrides>` composes it; `grid` replaces the experiment's grid and
+    `each` is added to the overrides of every job."""
+    from hydra import compose
+
+    from pipeline.config import hydra_context
+
+    with hydra_context():
+        cfg = compose("sweep", overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.sweep.grid = dict(grid) if grid is not None else cfg.sweep.grid
+        cfg.sweep.overrides = [*cfg.sweep.overrides, *each]
+    return cfg
+
+
+def plan_sweep(cfg: DictConfig, group: str | None = None, composer: Any = None) -> list:
+    """The sweep's jobs, planned as `jobs.sweep` plans them."""
+    from pipeline.config import hydra_context
+    from pipeline.stages.plan import plan
+
+    with hydra_context():
+        return plan(cfg.sweep, group=group, composer=composer)
+
+
+def optimizer() -> Callable[..., torch.optim.Optimizer]:
+    """The default job's optimizer (conf/optimizer), awaiting the parameters."""
+    from pipeline.config import instantiate
+
+    return instantiate(job_config().optimizer, "optimizer")
+
+
+def training_step(model: torch.nn.Module, regularizer: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                  y: torch.Tensor) -> torch.Tensor:
+    """What AdversarialModule.training_step does, without Lightning (the loss is checked once per epoch)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss = regularizer.backward(model, x, y)
+    optimizer.step()
+    model.constrain()
+    return loss
+
+
+def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int = 100
+          ) -> torch.nn.Module:
+    """The model trained briefly with the default optimizer on the clean objective (batches of `batch`)."""
+    from pipeline.regularizers import Regularizer
+
+    step_with, regularizer = optimizer()(model.parameters()), Regularizer()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        for index in torch.randperm(len(y), generator=generator).split(batch):
+            training_step(model.train(), regularizer, step_with, x[index], y[index])
+    return model.eval()

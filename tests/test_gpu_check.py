@@ -28,11 +28,10 @@ def test_the_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert [job["model"] for job in report["jobs"]] == list(MODELS)
-    assert all(job["on_device"] and job["device"] == "cpu" for job in report["jobs"])
+    assert {job["device"] for job in report["jobs"]} == {"cpu"}
     assert {"fgsm", "pgd", "apgd", "rubbish"} <= set(report["evaluations"][0]["attacks"])
-    assert report["agreement"]["agreement"] == {"0.1": 1.0, "0.25": 1.0}   # CPU against itself
     assert [row["processes"] for row in report["packing"]] == [1, 2]
-    assert not any(row["failed"] for row in report["packing"])
+    assert not any(row["failed"] for row in report["packing"]) and report["passed"]
     assert report["micro"]["maxout_epoch"]["seconds"] > 0
     assert "| packing 2 processes |" in result.stdout and (tmp_path / "gpu_check.md").read_text() in result.stdout
 

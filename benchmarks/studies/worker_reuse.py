@@ -1,7 +1,7 @@
 """What a fresh Ray worker per GPU task costs (pipeline/cluster/tasks.py: `max_calls=1` for GPU tasks) against
 one long-lived worker per GPU slot (an actor holding 1/n of a GPU, which keeps its CUDA device for life).
 
-    python -m benchmarks.worker_reuse [--tasks 8] [--slots 2]
+    PYTHONPATH=$PWD python benchmarks/studies/worker_reuse.py [--tasks 8] [--slots 2]
 
 Runs on a machine without a GPU (Ray's GPUs are then logical: the scheduling and the worker start-ups are real, the
 CUDA work is not). Each task imports what a job imports (torch, Lightning, pipeline.job) and does nothing else, so
@@ -29,7 +29,7 @@ def main() -> None:
 
     from pipeline.cluster import connect
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.worker_reuse")
+    parser = argparse.ArgumentParser(prog="benchmarks/studies/worker_reuse.py")
     parser.add_argument("--tasks", type=int, default=8)
     parser.add_argument("--slots", type=int, default=2, help="jobs per GPU (each asks for 1/slots of it)")
     args = parser.parse_args()

@@ -1,8 +1,8 @@
-"""Issue 20 part 6: what drives the RBF's confidence on its FGSM mistakes (paper: 1.2%, clean 60.6%)?
+"""A one-off study, not shipped: what drives the RBF's confidence on its FGSM mistakes (paper: 1.2%, clean 60.6%)?
 Trains the paper's RBF (Adam, batches of 100, centers at the class means) on the embedded digits and varies one
 factor at a time from the CPU experiment's setting (15 epochs, lr .05, β = 1/784, FGSM unclipped, through the
 model's own per-class cost). Prints a Markdown table.
-    PYTHONPATH=$PWD python benchmarks/rbf_question.py
+    PYTHONPATH=$PWD python benchmarks/studies/rbf_question.py
 """
 from __future__ import annotations
 
