@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import sysconfig
+import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -106,9 +108,10 @@ def job_folder(config: DictConfig) -> Path:
 def run_one(shared: tuple[HydraContext, TaskFunction, dict[str, Any]], config: DictConfig, folder: str) -> JobReturn:
     """One job, in a Ray task: Hydra's run_job in the driver's working folder when this node has it (shared storage:
     relative paths mean what they mean with the basic launcher), everything it prints in <folder>/job.log. A failed
-    job raises, so that the runner counts it."""
-    from pipeline.errors import JobFailed
-    from pipeline.store import job_log
+    job raises, so that the runner counts it, with its own traceback in job.log and, when the app wrote no failure
+    record of its own, one whose reason ends with the file and line that raised (the sweep's `error:` line)."""
+    from pipeline.errors import JobFailed, one_line
+    from pipeline.store import FAILURE, job_log, write_failure
 
     hydra_context, task_function, singletons = shared
     setup_globals()
@@ -116,14 +119,38 @@ def run_one(shared: tuple[HydraContext, TaskFunction, dict[str, Any]], config: D
     here = os.getcwd()
     if os.path.isdir(config.hydra.runtime.cwd):
         os.chdir(config.hydra.runtime.cwd)
+    (Path(folder) / FAILURE).unlink(missing_ok=True)   # an earlier run's record would name another failure
     try:
         with job_log(Path(folder)):
             result = run_job(hydra_context=hydra_context, task_function=task_function, config=config,
                              job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+            if result.status == JobStatus.FAILED:   # as Hydra's basic launcher prints it: the app's frames only
+                print(own_traceback(result._return_value), file=sys.stderr, end="")
     except SystemExit as exit:   # an app's exit on bad input ends this job, not the worker
         raise JobFailed(f"the job exited with code {exit.code}") from None
     finally:
         os.chdir(here)
     if result.status == JobStatus.FAILED:
-        raise result._return_value
+        error = result._return_value
+        if not (Path(folder) / FAILURE).exists():
+            write_failure(Path(folder), f"{type(error).__name__}: {one_line(error)} ({raised_at(error)})",
+                          own_traceback(error))
+        raise error
     return result
+
+
+def raised_at(error: BaseException) -> str:
+    """file:line of the innermost frame of the app's own code (not Python's or an installed package's), where the
+    job went wrong as its author reads it; else of the innermost frame."""
+    frames = traceback.extract_tb(error.__traceback__)
+    libraries = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])
+    own = [frame for frame in frames if not frame.filename.startswith(libraries)] or frames
+    return f"{own[-1].filename}:{own[-1].lineno}"
+
+
+def own_traceback(error: BaseException) -> str:
+    """The traceback of a job's exception without Hydra's frames above the app's task function."""
+    frames = traceback.extract_tb(error.__traceback__)
+    own = [frame for frame in frames if f"{os.sep}hydra{os.sep}" not in frame.filename] or frames
+    return "".join(["Traceback (most recent call last):\n", *traceback.StackSummary.from_list(own).format(),
+                    *traceback.format_exception_only(type(error), error)])
