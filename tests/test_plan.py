@@ -213,3 +213,61 @@ print("LOADED", sorted(m for m in heavy if m in sys.modules))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0 and "1 jobs planned" in done.stderr, done.stderr[-2000:]
     assert done.stdout.splitlines()[-1] == "LOADED []"
+
+
+def zoo_files(tmp_path: Path) -> tuple[Path, Path]:
+    """Two model files (their bytes name the jobs) and a user's .npz of 8×8 images."""
+    import numpy as np
+
+    (tmp_path / "a.pt").write_bytes(b"a")
+    (tmp_path / "b.pt").write_bytes(b"b")
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((20, 8, 8), np.uint8), y_train=np.arange(20) % 2,
+             x_test=np.zeros((4, 8, 8), np.uint8), y_test=np.arange(4) % 2)
+    return tmp_path / "a.pt", tmp_path / "b.pt"
+
+
+def test_a_zoo_member_brings_its_own_class_and_no_other_member_gets_it(tmp_path):
+    a, b = zoo_files(tmp_path)
+    member = f"{{path: {b}, architecture: {{_target_: torch.nn.Linear, in_features: 64, out_features: 2}}}}"
+    _, jobs = sweep_config("experiment=zoo", f"zoo.models={{a: {a}, b: {member}}}")
+    models = {job.config["model"]["name"]: job.config["model"] for job in jobs}
+    assert models["a"]["path"] == str(a) and models["a"]["architecture"] is None
+    assert models["b"]["path"] == str(b)
+    assert models["b"]["architecture"] == {"_target_": "torch.nn.Linear", "in_features": 64, "out_features": 2}
+
+
+def test_a_zoo_member_that_is_neither_a_file_nor_an_entry_is_one_line(tmp_path):
+    a, _ = zoo_files(tmp_path)
+    with pytest.raises(ConfigError, match=r"zoo.models.a=\{'file': .*give a file, or \{path: <file>, architecture"):
+        sweep_config("experiment=zoo", f"zoo.models={{a: {{file: {a}}}}}")
+
+
+def test_data_options_on_the_sweeps_command_line_reach_every_job_after_the_experiments(tmp_path):
+    from pipeline.stages.sweep import with_job_data
+
+    a, b = zoo_files(tmp_path)
+    given = ["experiment=zoo", f"zoo.models={{a: {a}, b: {b}}}", "data=arrays", f"data.path={tmp_path / 'd.npz'}"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = with_job_data(compose("sweep", overrides=given), given)
+        jobs = plan(cfg.sweep)
+    assert "data" not in cfg and list(cfg.sweep.overrides) == ["model=pretrained", "data=mnist5k"]   # the zoo's own
+    assert [job.config["data"]["path"] for job in jobs] == [str(tmp_path / "d.npz")] * 2
+    assert {job.config["data"]["name"] for job in jobs} == {"arrays"}
+
+
+def test_sweep_add_keeps_the_experiments_own_overrides():
+    _, jobs = sweep_config("sweep.add=['optimizer.lr=0.05']")
+    assert {job.config["trainer"]["max_epochs"] for job in jobs} == {15}   # experiment=main's
+    assert {job.config["optimizer"]["lr"] for job in jobs} == {0.05}
+    assert {job.config["optimizer"]["_target_"] for job in jobs if "model=rbf" in job.overrides} == {"torch.optim.Adam"}
+
+
+def test_the_plan_says_which_axes_the_experiment_added():
+    from pipeline.stages.plan import grid_origin
+
+    from pipeline.cli import quote_grid_axes
+
+    given = quote_grid_axes(["sweep.grid.model._target_=pipeline.models.Softmax,pipeline.models.MLP"])   # as typed
+    _, jobs = sweep_config(*given)
+    assert grid_origin(jobs, given, "main") == \
+        "grid: model._target_ 2 (command line) × regularizer 2 (experiment=main) = 4 jobs"

@@ -102,16 +102,69 @@ def data_identity(data: Mapping[str, Any]) -> dict[str, Any]:
     return {**identity, "sha256": digest} if digest else identity
 
 
-def zoo_grid(models: Mapping[str, str] | None, grid: dict[str, Any], when: dict[str, list[str]]
+ZOO_MEMBER_KEYS = ("path", "architecture", "normalize")   # of model=pretrained (conf/model/pretrained.yaml)
+
+
+def zoo_grid(models: Mapping[str, Any] | None, grid: dict[str, Any], when: dict[str, list[str]]
              ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """experiment=zoo: one grid point per named model (`model.name=<name>`, its name the setting), each with its
-    file (`model.path`), beside any other axes of the grid."""
+    own file, class and normalization (`member_overrides`), beside any other axes of the grid."""
     if not models:
         raise ConfigError("zoo.models is empty; name the models to compare, e.g. 'zoo.models={a: a.pt, b: b.pt}'")
     for name in models:
         plain_word(name, "zoo.models")   # a name becomes a setting and a file name
-    points = {f"model.name={name}": [f"model.path='{path}'"] for name, path in models.items()}
+    points = {f"model.name={name}": member_overrides(name, member) for name, member in models.items()}
     return {**grid, "model.name": ",".join(models)}, {**when, **points}
+
+
+def member_overrides(name: str, member: Any) -> list[str]:
+    """A zoo member's own overrides: a file (`a.pt`), or `{path, architecture, normalize}` for a state_dict with its
+    class (and the normalization it was trained behind); what one member says never reaches another."""
+    entry = {"path": member} if isinstance(member, str) else member
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("path"), str) or set(entry) - set(ZOO_MEMBER_KEYS):
+        raise ConfigError(f"zoo.models.{name}={member!r}; give a file, or {{path: <file>, architecture: "
+                          "{_target_: <module.Class>, <its arguments>}, normalize: {mean: [..], std: [..]}}")
+    return [f"model.{key}={override_value(value)}" for key, value in entry.items()]
+
+
+def override_value(value: Any) -> str:
+    """A value in Hydra's override grammar: strings quoted (paths keep their characters), mappings and lists
+    written out."""
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{key}:{override_value(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(override_value(item) for item in value) + "]"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "\\'") + "'"
+    return json.dumps(value)   # numbers, true, false, null
+
+
+def job_data_overrides(given: Sequence[str]) -> list[str]:
+    """The jobs' data options given on a sweep's command line (`data=arrays data.path=d.npz`): they go to every job,
+    after the experiment's own overrides."""
+    return [override.lstrip("+") for override in given
+            if override.lstrip("+").split("=", 1)[0].split(".")[0] == "data"]
+
+
+def grid_origin(jobs: Sequence[Job], given: Sequence[str], experiment: str | None) -> str:
+    """Where each axis of the planned grid came from, with its size: the command line, or the experiment (so that
+    an axis the experiment adds is never a surprise: 'grid: model._target_ 2 (command line) × regularizer 2
+    (experiment=main) = 4 jobs')."""
+    values: dict[str, set[str]] = {}
+    for job in jobs:
+        for override in job.overrides:
+            axis, _, value = override.partition("=")
+            values.setdefault(axis, set()).add(value)
+    keys = {o.lstrip("+~").split("=", 1)[0] for o in given}
+    on_command_line = {key.removeprefix("sweep.grid.") for key in keys if key.startswith("sweep.grid.")}
+    if "zoo.models" in keys:   # a zoo's members are its model.name axis
+        on_command_line.add("model.name")
+
+    def origin(axis: str) -> str:
+        return "command line" if axis in on_command_line else f"experiment={experiment}"
+
+    axes = " × ".join(f"{axis} {len(found)} ({origin(axis)})" for axis, found in values.items())
+    return f"grid: {axes or 'one point'} = {len(jobs)} jobs"
 
 
 def job_id(config: Mapping[str, Any]) -> str:
@@ -134,7 +187,7 @@ def located(config: dict[str, Any]) -> dict[str, Any]:
 def plan(sweep: DictConfig, group: str | None = None, composer: Composer | None = None) -> list[Job]:
     """The sweep's jobs: grid points × fixed overrides, composed, resolved and named (duplicates dropped)."""
     composer = composer or Composer()
-    fixed = list(sweep.get("overrides") or [])
+    fixed = [*(sweep.get("overrides") or []), *(sweep.get("add") or [])]   # the experiment's, then the user's
     when = OmegaConf.to_container(sweep.when, resolve=True) if sweep.get("when") else {}
     grid = OmegaConf.to_container(sweep.grid, resolve=True)
     if "zoo" in sweep:

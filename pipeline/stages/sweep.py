@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pipeline import store
 from pipeline.cluster import check_fits, connect
@@ -72,16 +72,31 @@ def record_plan(cfg: DictConfig, sweep_dir: Path, jobs: list) -> None:
     write_plan(sweep_dir, jobs)
 
 
-def run_sweep(cfg: DictConfig) -> int:
-    """The whole sweep (or, with plan_only / task, its plan or one of its jobs); returns the exit code."""
+def with_job_data(cfg: DictConfig, given: Sequence[str]) -> DictConfig:
+    """The sweep's settings with the jobs' data options from its command line (`data=arrays data.path=d.npz`)
+    appended to `sweep.add`, after the experiment's own overrides; the `data` node that carried them is dropped."""
+    from pipeline.stages.plan import job_data_overrides
+
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.pop("data", None)
+        cfg.sweep.add = [*(cfg.sweep.get("add") or []), *job_data_overrides(given)]
+    return cfg
+
+
+def run_sweep(cfg: DictConfig, given: Sequence[str] = (), experiment: str | None = None) -> int:
+    """The whole sweep (or, with plan_only / task, its plan or one of its jobs); returns the exit code. `given`:
+    the sweep's own command-line overrides; `experiment`: the experiment it was composed from (both say where the
+    grid's axes came from, and the jobs' data options among `given` reach every job)."""
     from pipeline.stages.fetch import downloading, fetch_data
-    from pipeline.stages.plan import plan
+    from pipeline.stages.plan import grid_origin, plan
     from pipeline.stages.sweep_dir import PLAN, SUMMARY
     from pipeline.stages.train import check_rerun, train_one, train_stage
     from pipeline.stages.transfer_pairs import check_transfer
 
     # Nothing is written into the folder until the sweep is accepted: plan_only and a sweep refused (bad settings,
     # too few resources) leave a sweep that already ran there as it was.
+    cfg = with_job_data(cfg, given)
     sweep_dir = store.ensure_writable(Path(cfg.dir).absolute(), "dir")   # absolute: Ray workers run elsewhere
     clock = Stopwatch(sweep_dir)
     with clock.stage("plan"):
@@ -93,6 +108,7 @@ def run_sweep(cfg: DictConfig) -> int:
         check_rerun(cfg.rerun)
         check_transfer(cfg.transfer, jobs)
     say(f"{len(jobs)} jobs planned in {sweep_dir}")   # slurm/*.sbatch read the folder from this line
+    say(grid_origin(jobs, given, experiment))
     if cfg.plan_only:
         if not (sweep_dir / PLAN).exists():   # a new sweep's plan, for array tasks and jobs.report
             record_plan(cfg, sweep_dir, jobs)
