@@ -76,11 +76,11 @@ def tf32_flags() -> dict[str, bool]:
     return {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32}
 
 
-ATTACK_TF32 = {"matmul": False, "cudnn": False}   # what attack_mode sets (metrics.json records it)
+ATTACK_TF32 = {"matmul": False, "cudnn": False}   # what full_float32 sets (metrics.json records it)
 
 
 @contextmanager
-def attack_mode() -> Iterator[None]:
+def full_float32() -> Iterator[None]:
     """Full float32 while attacking: cuDNN's TF32 (on by default) drops mantissa bits of a conv net's input
     gradient, so FGSM's signs on CUDA would disagree per example with the CPU's."""
     saved = tf32_flags()

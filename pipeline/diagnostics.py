@@ -1,4 +1,4 @@
-"""Did the attacks work? One function per check; each returns a `Check`: the measured value, its threshold and a
+"""Did the attacks work? One function per check; each returns a `Reading`: the measured value, its threshold and a
 flag (value above threshold). The evaluation stage runs them on every job (diagnostics.csv), the report shows
 them. Thresholds live in conf/sweep.yaml (`evaluation.diagnostics`), each with the reason for its value.
 
@@ -22,7 +22,7 @@ from pipeline.contract import output_variation, probability_share
 
 
 @dataclass(frozen=True)
-class Check:
+class Reading:
     value: float
     threshold: float
 
@@ -31,89 +31,89 @@ class Check:
         return bool(self.value > self.threshold)
 
 
-def single_step_gap(strongest: float, fgsm: float, threshold: float) -> Check:
+def single_step_gap(strongest: float, fgsm: float, threshold: float) -> Reading:
     """strongest − FGSM error: a large gap means FGSM (the paper's attack) overstates robustness (masking)."""
-    return Check(strongest - fgsm, threshold)
+    return Reading(strongest - fgsm, threshold)
 
 
-def monotone_in_eps(errors_by_eps: Sequence[tuple[float, float]], threshold: float) -> Check:
+def monotone_in_eps(errors_by_eps: Sequence[tuple[float, float]], threshold: float) -> Reading:
     """The largest fall of an attack's error from one ε to the next larger one: a bigger ball holds every point
     of a smaller one, so a working attack's error never falls."""
     errors = [error for _, error in sorted(errors_by_eps)]
-    return Check(max([a - b for a, b in zip(errors, errors[1:])], default=0.0), threshold)
+    return Reading(max([a - b for a, b in zip(errors, errors[1:])], default=0.0), threshold)
 
 
 def unbounded(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, threshold: float,
-              generator: torch.Generator | None = None) -> Check:
+              generator: torch.Generator | None = None) -> Reading:
     """The share APGD at ε = 1 on [0, 1] (every image reachable) leaves correctly classified: an attack that
     cannot fool a model without a budget is not being led by the gradient (Pintor et al.'s unconstrained
     attack failure)."""
     adv = apgd(model, x, y, 1.0, steps=steps, clip=(0.0, 1.0), generator=generator)
-    return Check(float((predict(model, adv)[1] == y).float().mean()), threshold)
+    return Reading(float((predict(model, adv)[1] == y).float().mean()), threshold)
 
 
-def black_box(square_new: int, examples: int, threshold: float) -> Check:
+def black_box(square_new: int, examples: int, threshold: float) -> Reading:
     """The share Square (no gradients) fooled after every gradient attack had its turn (AutoAttack's
     `check_square_sr`, RobustBench's mark of an unreliable evaluation at 0.2 points)."""
-    return Check(square_new / max(examples, 1), threshold)
+    return Reading(square_new / max(examples, 1), threshold)
 
 
-def transfer_beats_white_box(transfer_errors: Sequence[float], fgsm: float, threshold: float) -> Check:
+def transfer_beats_white_box(transfer_errors: Sequence[float], fgsm: float, threshold: float) -> Reading:
     """The largest error FGSM examples crafted on other models cause on this one, less its own FGSM error at the
     same ε and clipping: the model's own gradient should be the better guide."""
-    return Check(max(transfer_errors, default=float("-inf")) - fgsm, threshold)
+    return Reading(max(transfer_errors, default=float("-inf")) - fgsm, threshold)
 
 
 def convergence(model: nn.Module, x: torch.Tensor, y: torch.Tensor, standing: torch.Tensor, eps: float,
                 clip: Clip, steps: int, sample: int, threshold: float,
-                generator: torch.Generator | None = None) -> Check:
+                generator: torch.Generator | None = None) -> Reading:
     """The error (of the whole set) APGD with `steps` (twice the evaluation's) adds on the examples every attack
     left standing, estimated on at most `sample` of them: gains mean the attacks stopped short (Pintor et al.'s
     incomplete optimization)."""
     index = standing.nonzero().squeeze(1)
     if len(index) == 0 or eps == 0:
-        return Check(0.0, threshold)
+        return Reading(0.0, threshold)
     index = index[torch.randperm(len(index), generator=generator)[:sample]]
     adv = apgd(model, x[index], y[index], eps, steps=steps, clip=clip, generator=generator)
     gained = float((predict(model, adv)[1] != y[index]).float().mean())
-    return Check(gained * len(standing.nonzero()) / len(x), threshold)
+    return Reading(gained * len(standing.nonzero()) / len(x), threshold)
 
 
-def zero_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threshold: float) -> Check:
+def zero_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threshold: float) -> Reading:
     """The share of examples whose input gradient is zero everywhere (AutoAttack's `check_zero_gradients`)."""
     grad, _ = input_gradient(model, x, y)
-    return Check(float((grad.flatten(1).abs().sum(dim=1) == 0).float().mean()), threshold)
+    return Reading(float((grad.flatten(1).abs().sum(dim=1) == 0).float().mean()), threshold)
 
 
-def stochastic_outputs(model: nn.Module, x: torch.Tensor, threshold: float) -> Check:
+def stochastic_outputs(model: nn.Module, x: torch.Tensor, threshold: float) -> Reading:
     """The largest difference between two eval-mode passes on the same inputs (AutoAttack's `check_randomized`)."""
-    return Check(output_variation(model, x), threshold)
+    return Reading(output_variation(model, x), threshold)
 
 
 @torch.no_grad()
-def probability_outputs(model: nn.Module, x: torch.Tensor, threshold: float) -> Check:
+def probability_outputs(model: nn.Module, x: torch.Tensor, threshold: float) -> Reading:
     """The share of output rows that look like probabilities, not logits (AutoAttack's `check_range_output`)."""
     was_training = model.training
     model.eval()
     try:
-        return Check(probability_share(model(x)), threshold)
+        return Reading(probability_share(model(x)), threshold)
     finally:
         model.train(was_training)
 
 
-def chance_error(clean_error: float, classes: int, threshold: float) -> Check:
+def chance_error(clean_error: float, classes: int, threshold: float) -> Reading:
     """Clean error as a share of a guess's, 1 − 1/K: 0 for a model always right, 1 for one that guesses. A model
     that has not learned is fooled by any perturbation, so its errors under attack say nothing of robustness."""
-    return Check(clean_error / (1 - 1 / classes), threshold)
+    return Reading(clean_error / (1 - 1 / classes), threshold)
 
 
-def chance_confidence(confidence: float, classes: int, threshold: float) -> Check:
+def chance_confidence(confidence: float, classes: int, threshold: float) -> Reading:
     """How far the mean clean confidence stays below certainty, as a share of a guess's distance 1 − 1/K: 0 for a
     model always certain, 1 for one whose outputs are uniform (confidence 1/K). A model can leave chance's error
     behind while its outputs stay near uniform (a conv net after 3 epochs of SGD: 42% error, 11.9% confidence)."""
-    return Check((1 - confidence) / (1 - 1 / classes), threshold)
+    return Reading((1 - confidence) / (1 - 1 / classes), threshold)
 
 
-def exact_gap(exact: float, strongest: float, threshold: float) -> Check:
+def exact_gap(exact: float, strongest: float, threshold: float) -> Reading:
     """exact − strongest on a model affine in x: anything above 0 is an attack failure."""
-    return Check(exact - strongest, threshold)
+    return Reading(exact - strongest, threshold)

@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import adapter, model_file, pretrained, provenance, store
 from pipeline.attacks import check_eps, predict
 from pipeline.config import instantiate
-from pipeline.devices import ATTACK_TF32, attack_mode, check_trainer, describe, job_accelerator, task_device, tf32_flags
+from pipeline.devices import (ATTACK_TF32, check_trainer, describe, full_float32, job_accelerator, task_device,
+                              tf32_flags)
 from pipeline.errors import ConfigError
 from pipeline.model_build import build_model, model_name
 from pipeline.model_checks import check_model
@@ -119,10 +120,10 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
-def scores(cfg: DictConfig, model: torch.nn.Module, data: Any, attack: Any) -> dict[str, Any]:
+def measurements(cfg: DictConfig, model: torch.nn.Module, data: Any, attack: Any) -> dict[str, Any]:
     """The model's errors on each split and its attack curve on the test set (metrics.json's measurements)."""
     x, y = data.splits["test"]
-    with attack_mode():
+    with full_float32():
         curve = attack.curve(model, x, y, list(cfg.eval.epsilons), batch_size=cfg.eval.batch_size)
     clean_error, clean_confidence = clean_scores(model, x, y, cfg.eval.batch_size)
     return {"clean_error": clean_error, "clean_confidence": clean_confidence,
@@ -143,7 +144,7 @@ def evaluate_pretrained(cfg: DictConfig, job_dir: Path, data: Any, model: torch.
     spec = pretrained.keep(job_dir, OmegaConf.to_container(cfg.model, resolve=True))
     checkpoint = (store.save_checkpoint(job_dir, model, spec, data.input_shape, data.num_classes) if spec
                   else store.checkpoint_entry(job_dir))   # a job directory's checkpoint, copied as it is
-    metrics = {**record, **scores(cfg, model, data, attack), "epochs": 0, "train_seconds": 0.0,
+    metrics = {**record, **measurements(cfg, model, data, attack), "epochs": 0, "train_seconds": 0.0,
                "pretrained": {"path": str(model_file.source(cfg.model.path)),
                               "sha256": model_file.fingerprint(model_file.source(cfg.model.path))},
                **describe(device), "tf32": {"training": None, "attack": ATTACK_TF32}, "checkpoint": checkpoint}
@@ -203,7 +204,7 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
         train_seconds = time.perf_counter() - started
 
         model = module.model.to(device).eval()
-        measured = scores(cfg, model, data, attack)
+        measured = measurements(cfg, model, data, attack)
         checkpoint = store.save_checkpoint(job_dir, model, cfg.model, data.input_shape, data.num_classes)
         metrics = {
             **record, **measured, "epochs": trainer.current_epoch, "train_seconds": train_seconds,

@@ -14,7 +14,7 @@ import torch
 
 from pipeline import adapter
 from pipeline.attacks import Clip, fgsm
-from pipeline.devices import attack_mode
+from pipeline.devices import full_float32
 from pipeline.errors import ConfigError
 from pipeline.regularizers import Regularizer
 
@@ -76,7 +76,7 @@ class AdversarialModule(pl.LightningModule):
         self.log("val/loss", adapter.cost(self.model, logits, y), batch_size=len(y))
         self.log("val/error", (logits.argmax(dim=1) != y).float().mean(), batch_size=len(y), prog_bar=True)
         if self.val_attack is not None:
-            with attack_mode():
+            with full_float32():
                 fooled = self.model(fgsm(self.model, x, y, *self.val_attack)).argmax(dim=1) != y
             self.log("val/fgsm_error", fooled.float().mean(), batch_size=len(y))
 

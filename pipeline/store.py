@@ -154,7 +154,7 @@ def write_if_changed(path: Path, text: str | Iterable[str]) -> bool:
     return atomic_write(path, write, unless_same=True)
 
 
-def job_dir(sweep_dir: Path, job_id: str) -> Path:
+def job_path(sweep_dir: Path, job_id: str) -> Path:
     """Where a sweep keeps one job's directory (inside the sweep: a job folder that is a symlink out is refused)."""
     return inside(Path(sweep_dir), f"jobs/{job_id}", "job directory")
 

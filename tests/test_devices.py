@@ -156,7 +156,7 @@ def test_eight_array_tasks_started_at_once_on_a_fresh_sweep_folder(tmp_path):
     plan = store.read_json(sweep_dir / PLAN)
     assert len(plan) == 8
     for entry in plan:
-        directory = store.job_dir(sweep_dir, entry["id"])
+        directory = store.job_path(sweep_dir, entry["id"])
         assert store.is_complete(directory)
         assert [a["attempt"] for a in store.read_attempts(directory)] == [1]
     assert not list(sweep_dir.glob(".writable*"))
@@ -177,7 +177,7 @@ def test_a_job_held_by_another_process_is_left_to_it(tmp_path):
     cfg = compose(*ARRAY, f"dir={tmp_path}", "task=0", config_name="sweep")
 
     with hydra_context():
-        directory = store.job_dir(tmp_path, plan(cfg.sweep, group=cfg.sweep.name)[0].id)
+        directory = store.job_path(tmp_path, plan(cfg.sweep, group=cfg.sweep.name)[0].id)
     with store.claim(directory):
         with pytest.raises(store.Busy, match=f"pid.*{os.getpid()}"):
             with store.claim(directory):
@@ -188,13 +188,13 @@ def test_a_job_held_by_another_process_is_left_to_it(tmp_path):
 
 # --- row 10: TF32 off while attacking ---------------------------------------------------------------------------------
 
-def test_attack_mode_turns_tf32_off_and_restores_the_flags():
-    from pipeline.devices import attack_mode, tf32_flags
+def test_full_float32_turns_tf32_off_and_restores_the_flags():
+    from pipeline.devices import full_float32, tf32_flags
 
     before = tf32_flags()
     torch.backends.cudnn.allow_tf32 = True   # PyTorch's default: cuDNN convolutions in TF32
     try:
-        with attack_mode():
+        with full_float32():
             assert tf32_flags() == {"matmul": False, "cudnn": False}
         assert tf32_flags()["cudnn"] is True
     finally:

@@ -123,7 +123,8 @@ def test_survivors_beyond_autoattacks_limit_are_counted_and_flagged(softmax):
     model, x, y = softmax
     x, y, eps = x[:200], y[:200], 0.02
     config = settings()
-    config["attacks"] = {"fgsm": config["attacks"]["fgsm"], "autoattack": {**config["attacks"]["autoattack"], "limit": 1}}
+    config["attacks"] = {"fgsm": config["attacks"]["fgsm"],
+                         "autoattack": {**config["attacks"]["autoattack"], "limit": 1}}
     config["diagnostics"]["eps"], config["epsilons"] = eps, [eps]
     rows, fooled = evaluate_attacks(model, x, y, config["attacks"], config["clips"], [eps], 1000)
     by_name = {r["evaluation"]: r for r in rows}

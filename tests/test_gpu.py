@@ -24,15 +24,15 @@ def test_an_rbf_job_trains_on_the_gpu_and_metrics_name_it(tmp_path):
 
 
 @requires_cuda
-def test_fgsm_on_a_conv_net_agrees_with_the_cpu_in_attack_mode():
+def test_fgsm_on_a_conv_net_agrees_with_the_cpu_in_full_float32():
     from pipeline.attacks import fgsm
-    from pipeline.devices import attack_mode
+    from pipeline.devices import full_float32
     from pipeline.models import Conv
 
     torch.manual_seed(0)
     model = Conv((3, 32, 32), 10).eval()
     x, y = torch.rand(500, 3, 32, 32), torch.randint(0, 10, (500,))
-    with attack_mode():
+    with full_float32():
         on_cpu = fgsm(model, x, y, 0.1)
         on_gpu = fgsm(model.cuda(), x.cuda(), y.cuda(), 0.1).cpu()
     assert (on_cpu == on_gpu).float().mean() > 0.999

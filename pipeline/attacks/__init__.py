@@ -1,5 +1,6 @@
-"""L∞ attacks: FGSM (one gradient for a whole ε curve), PGD and APGD-CE, behind one protocol (`Attack`: `perturb` a batch at
-one ε; `curve` at every ε). A new attack is one module here with a subclass of `Attack` and a YAML in conf/attack/.
+"""L∞ attacks: FGSM (one gradient for a whole ε curve), PGD and APGD-CE, behind one protocol (`Attack`: `perturb` a
+batch at one ε; `curve` at every ε). A new attack is one module here with a subclass of `Attack` and a YAML in
+conf/attack/.
 """
 from pipeline.attacks.base import (Attack, Clip, Curve, as_clip, attack_mode, check_eps, costs_and_gradient,
                                    input_gradient, predict, project, scores, step)
@@ -9,6 +10,6 @@ from pipeline.attacks.apgd import APGD, apgd
 from pipeline.attacks.exact import Exact, is_affine, worst_case
 from pipeline.attacks.autoattack import AutoAttack, autoattack
 
-__all__ = ["APGD", "Attack", "AutoAttack", "autoattack", "Clip", "Curve", "Exact", "FGSM", "PGD", "apgd", "as_clip", "attack_mode", "check_eps",
-           "costs_and_gradient", "fgsm", "fgsm_curve", "input_gradient", "is_affine", "pgd", "predict", "project", "scores", "step",
-           "worst_case"]
+__all__ = ["APGD", "Attack", "AutoAttack", "autoattack", "Clip", "Curve", "Exact", "FGSM", "PGD", "apgd", "as_clip",
+           "attack_mode", "check_eps", "costs_and_gradient", "fgsm", "fgsm_curve", "input_gradient", "is_affine", "pgd",
+           "predict", "project", "scores", "step", "worst_case"]

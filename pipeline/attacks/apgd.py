@@ -27,7 +27,8 @@ MOMENTUM = 0.75     # α: weight of the new step against the last one (the paper
 
 def check_rho(rho: float) -> float:
     if not 0 < rho < 1:
-        raise ConfigError(f"attack.rho={rho} must lie in (0, 1) (the share of rising steps below which the step halves)")
+        raise ConfigError(f"attack.rho={rho} must lie in (0, 1) (the share of rising steps below which the step "
+                          "halves)")
     return float(rho)
 
 

@@ -169,7 +169,7 @@ def quantities(claims: Sequence[Claim] = CLAIMS) -> Iterator[Quantity]:
         yield from claim.quantities()
 
 
-def check_epsilons(cfg: Any, jobs: Sequence[Any], claims: Sequence[Claim] = CLAIMS) -> None:
+def check_claimed_epsilons(cfg: Any, jobs: Sequence[Any], claims: Sequence[Claim] = CLAIMS) -> None:
     """Refuse a paper experiment (a grid over `+paper` options) in which a job of a claim's setting lacks the ε the
     claim reads: its own eval.epsilons, or the sweep's evaluation.epsilons / transfer.epsilons when those stages
     run. Other sweeps are judged as they are: such a claim says NOT RUN with that reason."""

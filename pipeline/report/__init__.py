@@ -60,7 +60,8 @@ def leaks_labels(rows: pd.DataFrame) -> pd.Series:
     return rows["error"] < rows["clean_error"] - 1e-9
 
 
-VERDICTS = (f"Verdicts: {PASS} / {FAIL} when the 95% interval of a check's difference lies on one side of 0, "
+HOW_VERDICTS_ARE_MADE = (f"Verdicts: {PASS} / {FAIL} when the 95% interval of a check's difference lies on one side "
+            "of 0, "
             f"{UNCLEAR} when it holds 0, {NOT_RUN} (with the reason) when this sweep has no job of a setting the "
             "claim needs or did not measure the ε it reads. A quantity of one seed has no interval, so neither has a "
             f"difference it enters: its means decide and the verdict says so, {PASS}{ONE_SEED} or {FAIL}{ONE_SEED} "
@@ -153,7 +154,7 @@ def claims_section(doc: Document, table: pd.DataFrame) -> None:
     doc.tally(table["verdict"])          # before the first heading: the counts open the report
     doc.heading("Paper vs this run")
     doc.table(table)
-    doc.text(VERDICTS)
+    doc.text(HOW_VERDICTS_ARE_MADE)
     doc.text("Not reproduced: " + " ".join(LEFT_OUT))
 
 
@@ -164,7 +165,8 @@ def honest_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFra
              "with the model's own predictions (no label leaking); fgsm_random_start: a uniform random start in the "
              "ε-ball, then one signed-gradient step; pgd: projected gradient ascent from a random start; apgd: "
              "APGD-CE (Croce & Hein 2020, AutoAttack's first attack: momentum, a step size that halves where the "
-             "cost stalls); autoattack (clipped only): the reference AutoAttack run on what those left standing, so its "
+             "cost stalls); autoattack (clipped only): the reference AutoAttack run on what those left standing, so "
+             "its "
              "column is the union so far; strongest: per job, an example counts as fooled when any of these attacks "
              "fooled it (the per-example union, so at least the largest of the job's error rates), then the mean "
              "over seeds; exact: the closed-form worst case of a model affine in x (strongest below it: an attack "
@@ -176,10 +178,11 @@ def honest_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFra
                           & ~evaluations["evaluation"].str.contains(":")]     # AutoAttack's parts: the trust section
     for clip in sorted(attacks["clip"].unique(), key=lambda c: c != "none"):
         for eps in sorted(attacks["eps"].dropna().unique()):
-            doc.text(f"ε={eps:g}, " + ("unclipped (the paper's FGSM)" if clip == "none" else f"clipped to [{clip.replace('-', ', ')}]"))
+            clipping = "unclipped (the paper's FGSM)" if clip == "none" else f"clipped to [{clip.replace('-', ', ')}]"
+            doc.text(f"ε={eps:g}, {clipping}")
             doc.table(attack_table(summary, attacks, clip, eps, not_learned))
     leaks = curve_leaks(summary)
-    doc.text("⚑ Own FGSM curves with error below clean error at some ε: " + (", ".join(leaks) if leaks else "none") + ".")
+    doc.text(f"⚑ Own FGSM curves with error below clean error at some ε: {', '.join(leaks) if leaks else 'none'}.")
 
 
 TRUST = ("Each check of pipeline/diagnostics.py per setting: its value (mean over seeds; points of error, except "
@@ -189,12 +192,12 @@ TRUST = ("Each check of pipeline/diagnostics.py per setting: its value (mean ove
          "grows; unbounded: share APGD at ε = 1 leaves correct; black_box: share Square (no gradients) fools after "
          "every gradient attack; transfer: other models' FGSM examples above the model's own FGSM error; convergence: "
          "error APGD with twice the steps adds on the survivors; zero_gradients: share of all-zero input gradients; "
-         "probabilities: share of output rows that are probabilities; chance_error: clean error as a share of a guess's "
-         "(1 − 1/K); chance_confidence: 1 − mean clean confidence as a share of a guess's (1 at uniform outputs), both "
-         "flagged when the model has not learned; exact_gap: exact − strongest on a model "
-         "affine in x (any gap is an attack failure); autoattack_unattacked: share of the examples left standing that "
-         "AutoAttack's `limit` did not attack (flagged: autoattack and strongest are lower bounds). Single-ε checks read evaluation.diagnostics.eps, clipped to "
-         "[0, 1].")
+         "probabilities: share of output rows that are probabilities; chance_error: clean error as a share of a "
+         "guess's (1 − 1/K); chance_confidence: 1 − mean clean confidence as a share of a guess's (1 at uniform "
+         "outputs), both flagged when the model has not learned; exact_gap: exact − strongest on a model affine in x "
+         "(any gap is an attack failure); autoattack_unattacked: share of the examples left standing that AutoAttack's "
+         "`limit` did not attack (flagged: autoattack and strongest are lower bounds). Single-ε checks read "
+         "evaluation.diagnostics.eps, clipped to [0, 1].")
 
 
 def check_cell(values: pd.Series, flags: pd.Series, check: str) -> str:
@@ -270,10 +273,14 @@ def transfer_summary(table: pd.DataFrame) -> pd.DataFrame:
         half = own["error_half"].iloc[0] if len(own) else float("nan")
         rows.append({"crafted on": source, "white-box error": with_interval(white_box, half),
                      "on other settings (mean)": percent(others["error"].mean()) if len(others) else "–",
-                     "fools most": f"{others['target'].iloc[-1]} ({percent(others['error'].iloc[-1])})" if len(others) else "–",
-                     "fools least": f"{others['target'].iloc[0]} ({percent(others['error'].iloc[0])})" if len(others) else "–",
+                     "fools most": fools(others, -1), "fools least": fools(others, 0),
                      "seeds": int(group["seeds"].max())})
     return pd.DataFrame(rows)
+
+
+def fools(others: pd.DataFrame, at: int) -> str:
+    """The setting at position `at` of others sorted by error, with its error ("–" when there is none)."""
+    return f"{others['target'].iloc[at]} ({percent(others['error'].iloc[at])})" if len(others) else "–"
 
 
 def with_interval(mean: float, half: float) -> str:

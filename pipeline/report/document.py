@@ -21,9 +21,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from pipeline.paper.verdicts import FAIL, NOT_RUN, PASS, UNCLEAR
+from pipeline.paper.verdicts import VERDICTS
 
-VERDICTS = (PASS, FAIL, UNCLEAR, NOT_RUN)
 VERDICT_COLUMN = "verdict"            # a table's cells in this column are drawn as verdict badges
 # A verdict is the leading word of a cell, so that "PASS (1 seed)" counts and looks like PASS.
 _LEADING_VERDICT = re.compile("(" + "|".join(map(re.escape, VERDICTS)) + r")\b")

@@ -51,7 +51,8 @@ def plot_transfer(table: pd.DataFrame, eps: float, path: Path, value: str = "err
     for (i, j), number in pd.DataFrame(cell.values).stack().items() if len(order) <= 16 else ():
         ax.text(j, i, f"{100 * number:.0f}", ha="center", va="center", fontsize=6,
                 color="white" if number < 0.6 else "black")
-    ax.set(xlabel="target (predicts)", ylabel="source (crafts)", title=f"transfer {value.replace('_', ' ')} at ε={eps:g}")
+    ax.set(xlabel="target (predicts)", ylabel="source (crafts)",
+           title=f"transfer {value.replace('_', ' ')} at ε={eps:g}")
     fig.colorbar(picture, ax=ax, fraction=0.046)
     save(fig, path)
 

@@ -40,7 +40,7 @@ from pipeline import diagnostics, store
 from pipeline.attacks import AutoAttack, Clip, Exact, as_clip, is_affine, predict
 from pipeline.config import instantiate
 from pipeline.data import test_set
-from pipeline.devices import attack_mode, task_device
+from pipeline.devices import full_float32, task_device
 from pipeline.paper.results import clip_name
 from pipeline.planned_job import Job
 from pipeline.provenance import EVALUATION_ENTRY, fingerprint
@@ -147,7 +147,8 @@ def rubbish_row(model: torch.nn.Module, input_shape: Sequence[int], count: int, 
         noise = torch.randn((min(batch_size, count - start), *input_shape), generator=generator)
         confidences.append(predict(model, noise.to(device))[0])
     confidence = torch.cat(confidences)
-    return {"evaluation": "rubbish", "clip": "none", "eps": float("nan"), "error": float((confidence > 0.5).float().mean()),
+    return {"evaluation": "rubbish", "clip": "none", "eps": float("nan"),
+            "error": float((confidence > 0.5).float().mean()),
             "confidence": float(confidence.mean()), "confidence_wrong": float(confidence.mean())}
 
 
@@ -170,7 +171,7 @@ def error_of(rows: list[dict], evaluation: str, clip: str, eps: float) -> float 
 
 def job_diagnostics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, rows: list[dict],
                     fooled: Mapping[str, torch.Tensor], epsilons: Sequence[float], curve: Sequence[Mapping],
-                    settings: Mapping[str, Any]) -> dict[str, diagnostics.Check]:
+                    settings: Mapping[str, Any]) -> dict[str, diagnostics.Reading]:
     """Every check of pipeline/diagnostics.py that this job's evaluation can answer (the transfer check needs the
     other jobs: `transfer_checks`). Single-ε checks read `diagnostics.eps`, clipped to [0, 1]."""
     limits = settings["diagnostics"]
@@ -196,7 +197,7 @@ def job_diagnostics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ro
         checks["single_step_gap"] = diagnostics.single_step_gap(strongest, fgsm, limits["single_step_gap"])
     unattacked = error_of(rows, UNATTACKED, clip, eps)
     if unattacked is not None:
-        checks["autoattack_unattacked"] = diagnostics.Check(unattacked, limits["autoattack_unattacked"])
+        checks["autoattack_unattacked"] = diagnostics.Reading(unattacked, limits["autoattack_unattacked"])
     square = [r["fooled_new"] for r in rows if r["evaluation"] == "autoattack:square" and r["clip"] == clip
               and abs(r["eps"] - eps) < 1e-9]
     if square:
@@ -211,12 +212,12 @@ def job_diagnostics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ro
     return checks
 
 
-def check_rows(job_id: str, checks: Mapping[str, diagnostics.Check]) -> list[dict]:
+def check_rows(job_id: str, checks: Mapping[str, diagnostics.Reading]) -> list[dict]:
     return [{"job_id": job_id, "check": name, "value": c.value, "threshold": c.threshold, "flag": c.flag}
             for name, c in checks.items()]
 
 
-@attack_mode()   # float32 exactly, as on the CPU (no TF32)
+@full_float32()   # float32 exactly, as on the CPU (no TF32)
 def evaluate_job(job_id: str, job_dir: str, settings: Mapping[str, Any]) -> dict[str, list[dict]]:
     """Every evaluation of one job (the body of one task): {"rows": [...]}, its evaluations.csv rows, then its
     diagnostics.csv rows (those with a `check`), and the seconds each attack took ("seconds")."""

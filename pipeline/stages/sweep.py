@@ -102,9 +102,9 @@ def run_sweep(cfg: DictConfig, given: Sequence[str] = (), experiment: str | None
     with clock.stage("plan"):
         jobs = plan(cfg.sweep, group=cfg.sweep.name)
         if any(job.of_the_paper for job in jobs):   # its claims (and pandas) only where they judge something
-            from pipeline.paper.claims import check_epsilons
+            from pipeline.paper.claims import check_claimed_epsilons
 
-            check_epsilons(cfg, jobs)   # a paper experiment must measure every ε its claims read
+            check_claimed_epsilons(cfg, jobs)   # a paper experiment must measure every ε its claims read
         check_rerun(cfg.rerun)
         check_transfer(cfg.transfer, jobs)
     say(f"{len(jobs)} jobs planned in {sweep_dir}")   # slurm/*.sbatch read the folder from this line

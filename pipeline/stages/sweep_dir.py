@@ -90,7 +90,7 @@ def checked_plan(cfg: DictConfig, jobs: list[Job], sweep_dir: Path) -> None:
 
 
 def job_dir(sweep_dir: Path, job: Job) -> Path:
-    return store.job_dir(sweep_dir, job.id)
+    return store.job_path(sweep_dir, job.id)
 
 
 def complete_jobs(sweep_dir: Path, jobs: list[Job]) -> dict[str, dict[str, Any]]:

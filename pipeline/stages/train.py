@@ -111,7 +111,7 @@ def run_jobs(jobs: list[Job], sweep_dir: Path, cpus: float = 1, gpus: float = 0,
     say_stale(jobs, outcome.stale, rerun == "stale")
     calls = {job.id: (job.config, str(job_dir(sweep_dir, job)), job.label) for job in todo}
     ran = run_tasks("train", train_job, calls, cpus, gpus, retries, already_done=len(outcome.reused),
-                    reason=lambda job_id, error: store.failure_reason(store.job_dir(sweep_dir, job_id), error),
+                    reason=lambda job_id, error: store.failure_reason(store.job_path(sweep_dir, job_id), error),
                     poll_seconds=poll_seconds)
     elsewhere = {job.id for job in todo if is_pretrained(job.config.get("model") or {})}
     outcome.trained = [job_id for job_id in ran.results if job_id not in elsewhere]

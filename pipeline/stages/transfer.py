@@ -23,12 +23,12 @@ from omegaconf import DictConfig
 
 from pipeline import store
 from pipeline.attacks import as_clip, input_gradient, predict, step
-from pipeline.devices import attack_mode, task_device
+from pipeline.devices import full_float32, task_device
 from pipeline.provenance import TRANSFER_ENTRY, fingerprint
 from pipeline.planned_job import Job
 from pipeline.stages.sweep_dir import (TRANSFER, TRANSFER_META, TRANSFER_SETTINGS, checkpoints, complete_jobs,
                                        log_stage, part_key, stage_failures, table_from_parts)
-from pipeline.stages.transfer_pairs import listed, pairs, select
+from pipeline.stages.transfer_pairs import jobs_of_settings, listed, pairs
 from pipeline.stats import estimate
 
 COLUMNS = ["source", "target", "eps", "error", "confidence", "confidence_wrong", "source_error",
@@ -77,7 +77,7 @@ def transfer_rows(source_id: str, source: torch.nn.Module, targets: dict[str, to
     return rows, gradients
 
 
-@attack_mode()   # float32 exactly, as on the CPU (no TF32)
+@full_float32()   # float32 exactly, as on the CPU (no TF32)
 def transfer_task(sources: list[str], targets: list[str], directories: dict[str, str], epsilons: Sequence[float],
                   clip: Sequence[float] | None, craft_with: str, batch_size: int) -> dict[str, Any]:
     """Every source against every target (one task): each model loaded once, the test set once (same data)."""
@@ -99,8 +99,8 @@ def tasks(jobs: list[Job], sweep_dir: Path, metrics: dict[str, dict[str, Any]], 
           ) -> dict[str, tuple]:
     """Part key -> arguments of `transfer_task`, for the complete jobs."""
     complete = [job for job in jobs if job.id in metrics]
-    sources = select(complete, listed(section.get("sources")), "transfer.sources")
-    targets = select(complete, listed(section.get("targets")), "transfer.targets")
+    sources = jobs_of_settings(complete, listed(section.get("sources")), "transfer.sources")
+    targets = jobs_of_settings(complete, listed(section.get("targets")), "transfer.targets")
     matched = pairs(section) == "seed_matched"
     groups: dict[tuple, list[Job]] = {}
     for job in complete:
@@ -118,7 +118,7 @@ def tasks(jobs: list[Job], sweep_dir: Path, metrics: dict[str, dict[str, Any]], 
             inputs = {"sources": checkpoints(sweep_dir, unit, metrics),
                       "targets": checkpoints(sweep_dir, predicting, metrics),
                       "code": fingerprint(TRANSFER_ENTRY), **settings}
-            directories = {j: str(store.job_dir(sweep_dir, j)) for j in dict.fromkeys(unit + predicting)}
+            directories = {j: str(store.job_path(sweep_dir, j)) for j in dict.fromkeys(unit + predicting)}
             calls[part_key(inputs)] = (unit, predicting, directories, settings["epsilons"], settings["clip"],
                                        settings["craft_with"], settings["batch_size"])
     return calls

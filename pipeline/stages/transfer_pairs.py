@@ -18,7 +18,7 @@ def setting_values(job: Job) -> set[str]:
     return set(overrides) | {o.split("=", 1)[1] for o in overrides}
 
 
-def select(jobs: list[Job], names: Sequence[str] | None, key: str) -> set[str] | None:
+def jobs_of_settings(jobs: list[Job], names: Sequence[str] | None, key: str) -> set[str] | None:
     """Ids of the jobs of the named settings (None: all). A name is a setting's values, comma-separated (all must
     match: "maxout,none") or one value ("maxout": every setting that has it); a name matching nothing is an error."""
     if names is None:
@@ -46,7 +46,7 @@ def check_transfer(section: DictConfig, jobs: list[Job]) -> None:
         raise ConfigError(f"transfer.pairs={section.pairs!r}; use seed_matched (a source attacks the targets of its "
                           "own seed: linear in seeds) or all (every pair: quadratic)")
     for key in ("sources", "targets"):
-        select(jobs, listed(section.get(key)), f"transfer.{key}")
+        jobs_of_settings(jobs, listed(section.get(key)), f"transfer.{key}")
 
 
 def listed(value: Any) -> list[str] | None:
