@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import adapter, model_file, pretrained, provenance, store
-from pipeline.attacks import check_eps, predict
+from pipeline.attacks import check_eps, clean_scores
 from pipeline.config import instantiate
 from pipeline.devices import (ATTACK_TF32, check_trainer, describe, full_float32, job_accelerator, task_device,
                               tf32_flags)
@@ -53,13 +53,6 @@ def place(trainer: Any, data: Any, model: torch.nn.Module) -> torch.device:
     model.to(device)
     adapter.initialize(model, *data.splits["train"])
     return device
-
-
-def clean_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    """Error rate and mean confidence on unperturbed inputs."""
-    scores = [predict(model, x[i: i + batch_size]) for i in range(0, len(y), batch_size)]
-    confidence, predicted = (torch.cat(parts) for parts in zip(*scores))
-    return float((predicted != y).float().mean()), float(confidence.mean())
 
 
 def build(cfg: DictConfig):

@@ -37,7 +37,7 @@ def test_the_fgsm_curve_takes_one_gradient_for_every_eps():
 def test_the_transfer_stage_takes_one_input_gradient_per_source():
     """M models that attack each other at K ε on a test set of one batch: M input gradients, as reported and as
     hooks on the models see them, for M × M × K rows."""
-    from pipeline.stages.transfer import transfer_rows
+    from pipeline.attacks import transfer_rows
 
     models = {f"m{i}": make_model(kind, CPU, seed=i).eval() for i, kind in enumerate(("softmax", "maxout", "softmax"))}
     x, y = make_batch(100, CPU)

@@ -15,10 +15,10 @@ from omegaconf import OmegaConf
 
 from pipeline.attacks import fgsm_curve
 from pipeline.config import CONF_DIR
-from pipeline.job import clean_scores
+from pipeline.attacks import clean_scores
 from pipeline.models import Conv
 from pipeline.paper.results import Results
-from pipeline.report import CHANCE, attack_table, models_section
+from pipeline.report.sweep_report import CHANCE, attack_table, models_section
 from pipeline.report.document import Document
 from pipeline.stages.evaluate import check_rows, evaluate_attacks, job_diagnostics
 

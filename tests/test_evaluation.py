@@ -98,7 +98,7 @@ def test_random_and_probability_outputs_are_flagged(softmax):
 def test_the_report_shows_each_check_per_setting_and_which_attack_decided():
     import pandas as pd
 
-    from pipeline.report import order_table, trust_table
+    from pipeline.report.sweep_report import order_table, trust_table
 
     settings = pd.Series({"a": "softmax,none", "b": "softmax,none", "c": "maxout,none"})
     checks = pd.DataFrame([("a", "exact_gap", 0.0, 0.0, False), ("b", "exact_gap", 0.02, 0.0, True),

@@ -201,7 +201,7 @@ def test_strongest_counts_a_digit_fooled_by_any_attack(softmax):
 
 
 def test_the_honest_table_shows_fgsm_pgd_apgd_and_the_strongest_per_setting():
-    from pipeline.report import attack_table
+    from pipeline.report.sweep_report import attack_table
 
     summary = pd.DataFrame({"job_id": ["a", "b"], "setting": ["maxout,adversarial"] * 2})
     errors = {"fgsm": (0.80, 0.90), "pgd": (0.95, 0.97), "apgd": (0.96, 0.98), "strongest": (0.97, 0.99)}

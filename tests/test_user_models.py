@@ -112,7 +112,7 @@ def test_a_plain_module_from_outside_trains_in_a_sweep_and_loads_back(trained):
     metrics = json.loads((dirs["mynet.Net"] / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and metrics["clean_error"] < 0.8      # better than chance (90%) after one epoch
     from pipeline.data import test_set
-    from pipeline.job import clean_scores
+    from pipeline.attacks import clean_scores
 
     x, y = test_set(compose("data.limit=600"))
     assert clean_scores(model, x, y, 1000)[0] == pytest.approx(metrics["clean_error"])   # the same weights

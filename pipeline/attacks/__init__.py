@@ -2,14 +2,15 @@
 batch at one ε; `curve` at every ε). A new attack is one module here with a subclass of `Attack` and a YAML in
 conf/attack/.
 """
-from pipeline.attacks.base import (Attack, Clip, Curve, as_clip, attack_mode, check_eps, costs_and_gradient,
-                                   input_gradient, predict, project, scores, step)
+from pipeline.attacks.base import (Attack, Clip, Curve, as_clip, attack_mode, check_eps, clean_scores,
+                                   costs_and_gradient, input_gradient, predict, project, scores, step)
 from pipeline.attacks.fgsm import FGSM, fgsm, fgsm_curve
 from pipeline.attacks.pgd import PGD, pgd
 from pipeline.attacks.apgd import APGD, apgd
 from pipeline.attacks.exact import Exact, is_affine, worst_case
 from pipeline.attacks.autoattack import AutoAttack, autoattack
+from pipeline.attacks.transfer import transfer_rows
 
 __all__ = ["APGD", "Attack", "AutoAttack", "autoattack", "Clip", "Curve", "Exact", "FGSM", "PGD", "apgd", "as_clip",
-           "attack_mode", "check_eps", "costs_and_gradient", "fgsm", "fgsm_curve", "input_gradient", "is_affine", "pgd",
-           "predict", "project", "scores", "step", "worst_case"]
+           "attack_mode", "check_eps", "clean_scores", "costs_and_gradient", "fgsm", "fgsm_curve", "input_gradient",
+           "is_affine", "pgd", "predict", "project", "scores", "step", "transfer_rows", "worst_case"]

@@ -112,6 +112,13 @@ def predict(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
         return scores(model, x)
 
 
+def clean_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """Error rate and mean confidence on unperturbed inputs, batch by batch."""
+    batches = [predict(model, x[i: i + batch_size]) for i in range(0, len(y), batch_size)]
+    confidence, predicted = (torch.cat(parts) for parts in zip(*batches))
+    return float((predicted != y).float().mean()), float(confidence.mean())
+
+
 @dataclass
 class Curve:
     """Predictions under an attack for K values of ε on N examples, scored against `labels`."""

@@ -8,7 +8,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from pipeline.paper.results import Results, Setting, clip_name, lookup
+from pipeline.clipping import clip_name
+from pipeline.paper.results import Results, Setting, lookup
 from pipeline.paper.verdicts import Quantity
 
 OWN_CLIP = "own"            # Evaluated: the clipping of the job's own attack (as its summary.csv curve)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import pandas as pd
 
@@ -50,11 +50,6 @@ def lookup(config: Mapping[str, Any], dotted: str) -> Any:
             return None
         value = value[key]
     return value
-
-
-def clip_name(clip: Sequence[float] | None) -> str:
-    """How evaluations.csv names a clipping: "none" (the paper's unclipped attack) or e.g. "0-1"."""
-    return "none" if clip is None else f"{clip[0]:g}-{clip[1]:g}"
 
 
 def same(value: Any, wanted: Any) -> bool:

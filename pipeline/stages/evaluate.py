@@ -37,19 +37,18 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import diagnostics, store
-from pipeline.attacks import AutoAttack, Clip, Exact, as_clip, is_affine, predict
+from pipeline.attacks import AutoAttack, Clip, Exact, as_clip, clean_scores, is_affine, predict, transfer_rows
+from pipeline.clipping import clip_name
 from pipeline.config import instantiate
 from pipeline.data import test_set
 from pipeline.devices import full_float32, task_device
-from pipeline.paper.results import clip_name
 from pipeline.planned_job import Job
 from pipeline.provenance import EVALUATION_ENTRY, fingerprint
-from pipeline.stages.sweep_dir import (EVALUATIONS, TRANSFER, checkpoints, complete_jobs, job_dir, say,
+from pipeline.stages.sweep_dir import (DIAGNOSTICS, EVALUATIONS, TRANSFER, checkpoints, complete_jobs, job_dir, say,
                                        log_stage, part_key, read_table, stage_failures, table_from_parts)
 
 COLUMNS = ["job_id", "evaluation", "clip", "eps", "error", "confidence", "confidence_wrong", "clean_error",
            "fooled_new", "seconds"]
-DIAGNOSTICS = "diagnostics.csv"     # job_id, check, value, threshold, flag (pipeline/diagnostics.py)
 DIAGNOSTICS_COLUMNS = ["job_id", "check", "value", "threshold", "flag"]
 NAN = float("nan")
 UNATTACKED = "autoattack:unattacked"   # the share of examples left standing that AutoAttack's `limit` skipped
@@ -155,7 +154,6 @@ def rubbish_row(model: torch.nn.Module, input_shape: Sequence[int], count: int, 
 def one_member_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epsilons: Sequence[float],
                     clip: Clip, batch_size: int) -> list[dict]:
     """FGSM crafted on an ensemble's first member and scored on the whole ensemble (the paper: 87.9%)."""
-    from pipeline.stages.transfer import transfer_rows
 
     rows, _ = transfer_rows("member", model.members[0], {"ensemble": model}, x, y, epsilons, clip,
                             batch_size=batch_size)
@@ -221,7 +219,6 @@ def check_rows(job_id: str, checks: Mapping[str, diagnostics.Reading]) -> list[d
 def evaluate_job(job_id: str, job_dir: str, settings: Mapping[str, Any]) -> dict[str, list[dict]]:
     """Every evaluation of one job (the body of one task): {"rows": [...]}, its evaluations.csv rows, then its
     diagnostics.csv rows (those with a `check`), and the seconds each attack took ("seconds")."""
-    from pipeline.job import clean_scores
 
     config = store.read_config(Path(job_dir))
     device = task_device()   # the GPU Ray assigned this task, else the CPU

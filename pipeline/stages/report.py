@@ -12,8 +12,8 @@ from omegaconf import DictConfig
 from pipeline import store
 from pipeline.provenance import made_by_this_code
 from pipeline.planned_job import Job
-from pipeline.stages.sweep_dir import (EVALUATIONS, PLAN, SUMMARY, TRANSFER, TRANSFER_SETTINGS, complete_jobs,
-                                       failed_jobs, job_dir, log_stage, read_table)
+from pipeline.stages.sweep_dir import (DIAGNOSTICS, EVALUATIONS, PLAN, SUMMARY, TRANSFER, TRANSFER_SETTINGS,
+                                       complete_jobs, failed_jobs, job_dir, log_stage, read_table)
 
 
 def summary_frame(jobs: list[Job], metrics: dict[str, dict[str, Any]]) -> pd.DataFrame:
@@ -68,8 +68,7 @@ def report_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job]) -> Path:
     from pipeline.cluster.tasks import Progress
     from pipeline.paper.figures import draw_figures
     from pipeline.paper.results import Results
-    from pipeline.report import PLOTS, write_report
-    from pipeline.stages.evaluate import DIAGNOSTICS
+    from pipeline.report.sweep_report import PLOTS, write_report
 
     steps = Progress("report", 5)
     steps.show(0, 1, 0)
