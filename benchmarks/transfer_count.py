@@ -14,7 +14,7 @@ from benchmarks.workload import make_batch, make_model
 
 def bench_transfer(sizes: Sizes, device: torch.device) -> dict[str, Any]:
     """M models, K ε, a test set that fits one batch."""
-    from pipeline.stages.transfer import transfer_rows
+    from pipeline.attacks import transfer_rows
 
     names = [f"{kind}{i}" for i, kind in zip(range(sizes.transfer_models), ["softmax", "maxout"] * 8)]
     targets = {n: make_model("softmax" if n.startswith("softmax") else "maxout", device, seed=i).eval()
