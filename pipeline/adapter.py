@@ -10,7 +10,7 @@ user's plain `nn.Module` needs no base class:
     constrain()            after every optimizer step (max-norm)             default: nothing
     initialize(x, y)       a data-dependent start, before training           default: nothing
     first_layer            the first layer of weights (Fig. 3, L1)           default: none
-    affine                 the logits are affine in x (exact attacks)        default: False
+    affine                 the logits are affine in x (attacks/exact.py)     default: False
 """
 from __future__ import annotations
 
@@ -46,7 +46,3 @@ def initialize(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
 def first_layer(model: nn.Module) -> nn.Module | None:
     """The model's first layer of weights (a `weight` of [units, inputs...]), or None when it names none."""
     return getattr(model, "first_layer", None)
-
-
-def affine(model: nn.Module) -> bool:
-    return bool(getattr(model, "affine", False))
