@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 main: setup
 	$(PY) -m jobs.sweep
 
-test: setup
+test: lint
 	$(PY) -m pytest -q -rs --durations=25
 
 FAST := not (slow or ray or slurm or gpu or browser)
