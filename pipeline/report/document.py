@@ -5,7 +5,8 @@ report.md links its images (PNG files beside it); report.html embeds the same PN
 is one file that can be mailed, copied or logged to W&B alone. (Inline SVG was the other way: it would mean drawing
 every plot twice, and the image plots, heatmaps and digit strips, would still be base64 rasters inside the SVG.)
 The HTML is plain HTML and CSS: no script, and a Content-Security-Policy that lets it load nothing but its own
-data: images and inline style, so the page never makes a network request.
+data: images and inline style, so the page never makes a network request. A table wider than the page scrolls inside
+its own box with its first column (the model, the claim) held in place, so a wide table never widens the page.
 """
 from __future__ import annotations
 
@@ -35,11 +36,13 @@ STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;color:#1f2328;max-width:1200px;margin:2em auto;padding:0 1em}
 h1{font-size:1.7em;margin-bottom:.3em}
 h2{font-size:1.3em;margin-top:2em;padding-bottom:.2em;border-bottom:1px solid #d0d7de}
-.table{overflow-x:auto}
+.table{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
-th,td{padding:3px 8px;border-bottom:1px solid #d0d7de;text-align:left;vertical-align:top}
+th,td{padding:3px 8px;border-bottom:1px solid #d0d7de;text-align:left;vertical-align:top;background:#fff}
 th{background:#f6f8fa;border-bottom:2px solid #d0d7de}
-tbody tr:hover{background:#f6f8fa}
+tbody tr:hover td{background:#f6f8fa}
+th:first-child,td:first-child{position:sticky;left:0;z-index:1;max-width:24em;overflow-wrap:anywhere;
+box-shadow:inset -1px 0 #d0d7de}
 .num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;padding:0 .6em;border-radius:1em;color:#fff;font-weight:600;font-size:.85em;
 white-space:nowrap}

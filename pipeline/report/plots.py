@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -10,6 +11,8 @@ import pandas as pd
 
 from pipeline.plotting import image, mosaic, pyplot, save
 from pipeline.stats import estimate
+
+WRONG = "#cf222e"     # the report's FAIL red: a prediction that is not the true class
 
 
 def aggregate(summary: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -57,14 +60,39 @@ def plot_transfer(table: pd.DataFrame, eps: float, path: Path, value: str = "err
     save(fig, path)
 
 
-def plot_examples(images: Sequence, titles: Sequence[str], path: Path) -> None:
-    """Rows of images (one row per ε), each a [N, C, H, W] tensor in [0, 1], drawn as one strip per row."""
+@dataclass
+class Examples:
+    """A model's examples: the same test images at each ε (one [N, C, H, W] tensor in [0, 1] per row, titled), their
+    true classes [N] and the model's predicted classes on each row."""
+    titles: Sequence[str]
+    images: Sequence
+    labels: Sequence[int]
+    predictions: Sequence
+
+
+def plot_examples(examples: Examples, path: Path) -> None:
+    save(examples_figure(examples), path)
+
+
+def examples_figure(examples: Examples):
+    """One strip per ε; under each image "true → predicted", in red and framed where the prediction is wrong."""
+    from matplotlib.patches import Rectangle
+
     plt = pyplot()
-    rows, cols = len(images), len(images[0])
-    fig, axes = plt.subplots(rows, 1, figsize=(cols * 0.9, rows * 1.0), squeeze=False)
-    for ax, batch, title in zip(axes[:, 0], images, titles):
-        picture = mosaic([image(x) for x in batch[:cols].clamp(0, 1)], cols, fill=1.0)   # white between images
-        ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1)
-        ax.set_title(title, fontsize=7, loc="left")
+    rows, cols = len(examples.images), len(examples.labels)
+    fig, axes = plt.subplots(rows, 1, figsize=(cols * 0.9, rows * 1.25), squeeze=False)
+    for ax, batch, predicted, title in zip(axes[:, 0], examples.images, examples.predictions, examples.titles):
+        pictures = [image(x) for x in batch[:cols].clamp(0, 1)]
+        height, width = pictures[0].shape[:2]
+        ax.imshow(mosaic(pictures, cols, fill=1.0), cmap="gray" if pictures[0].ndim == 2 else None, vmin=0, vmax=1)
+        wrong = [int(guess) != int(label) for label, guess in zip(examples.labels, predicted)]
+        for c, (label, guess, fooled) in enumerate(zip(examples.labels, predicted, wrong)):
+            left = c * (width + 1)        # the mosaic puts one pixel between images
+            ax.text(left + width / 2, height + 0.5, f"{int(label)} → {int(guess)}", ha="center", va="top",
+                    fontsize=6, color=WRONG if fooled else "black")
+            if fooled:
+                ax.add_patch(Rectangle((left - 0.5, -0.5), width, height, fill=False, edgecolor=WRONG, linewidth=1.5))
+        ax.set_ylim(height * 1.4, -0.5)   # room under the images for their labels
+        ax.set_title(f"{title}: {sum(wrong)} of {cols} wrong", fontsize=7, loc="left")
         ax.axis("off")
-    save(fig, path)
+    return fig

@@ -1,20 +1,23 @@
-"""The sweep report: the paper's claims beside ours first, then tables and plots from summary.csv, transfer.csv and
-evaluations.csv, and the paper's figures, as report.md and report.html (one Document, two renderings).
+"""The sweep report: the sweep's own models side by side first, the paper's claims beside ours when the sweep holds
+the paper's settings on the paper's data, then tables and plots from summary.csv, transfer.csv and evaluations.csv,
+and the paper's figures, as report.md and report.html (one Document, two renderings).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Collection, Sequence
 
 import pandas as pd
 
+from pipeline.clipping import clip_name
 from pipeline.paper.claims import CLAIMS, LEFT_OUT
-from pipeline.paper.results import Results
+from pipeline.paper.results import Results, lookup
 from pipeline.paper.verdicts import FAIL, NOT_RUN, ONE_SEED, PASS, UNCLEAR, claims_table
 from pipeline.report.document import Document
-from pipeline.report.plots import plot_curves, plot_examples, plot_transfer
-from pipeline.stats import percent
+from pipeline.report.plots import Examples, plot_curves, plot_examples, plot_transfer
+from pipeline.stats import estimate, percent
 
 if TYPE_CHECKING:   # figures draws with this package's plots
     from pipeline.paper.figures import Drawn
@@ -100,35 +103,127 @@ def holds_paper_settings(table: pd.DataFrame) -> bool:
     return any(not str(verdict).startswith(NOT_RUN) for verdict in table["verdict"])
 
 
-def models_section(doc: Document, results: Results) -> None:
-    """The models side by side: clean error and confidence, the FGSM error at each ε, the strongest attack's error
-    (the honest evaluation) and the error that the other models' examples cause (transfer), mean over seeds, and
-    the diagnostics flagged on its jobs."""
-    summary, evaluations = results.summary, results.evaluations
+# The data sets the paper's numbers are on, as job configs name them (data.name): its MNIST claims hold on MNIST's
+# digits (all of them, or the 5,000 embedded), its conv-net claim on CIFAR-10. On other data (a user's .npz,
+# Fashion-MNIST) a claim would hold the paper's numbers against another data set's.
+PAPERS_DATA = {"mnist": ("mnist", "mnist5k"), "cifar10": ("cifar10",)}
+
+
+def on_papers_data(results: Results, data: str = "mnist") -> Results:
+    """The results of the jobs on the data of the paper's claims about `data` (a claim's `data`)."""
+    return replace(results, jobs=results.jobs[results.jobs["data"].isin(PAPERS_DATA.get(data, (data,)))])
+
+
+def paper_claims(results: Results) -> pd.DataFrame:
+    """The claims table, each claim judged on the jobs on its own data only."""
+    return pd.concat([claims_table(on_papers_data(results, claim.data), [claim]) for claim in CLAIMS],
+                     ignore_index=True)
+
+
+def interval(values: pd.Series) -> str:
+    """Mean ± 95% interval over seeds, as a percentage ("–" without a finite value)."""
+    found = estimate(values)
+    return "–" if found is None else with_interval(found.mean, found.half)
+
+
+def own_clip_strongest(results: Results) -> pd.DataFrame:
+    """evaluations.csv's `strongest` rows at each job's own clipping (that of its FGSM curve in summary.csv, so that
+    the two sit side by side); clipped to [0, 1] for a job whose config the results lack."""
+    evaluations = results.evaluations
+    if evaluations.empty:
+        return pd.DataFrame(columns=["job_id", "eps", "error"])
+    own = {job: clip_name(lookup(config, "attack.clip")) for job, config in zip(results.jobs["job_id"],
+                                                                                  results.jobs["config"])}
+    rows = evaluations[evaluations["evaluation"] == "strongest"]
+    return rows[rows["clip"] == rows["job_id"].map(own).fillna("0-1")]
+
+
+def robustness_curves(results: Results) -> pd.DataFrame:
+    """Per job, setting and ε > 0: the error under the strongest attack and under FGSM (the job's own curve)."""
+    settings = job_settings(results.summary)
+    strongest = own_clip_strongest(results)[["job_id", "eps", "error"]].assign(attack="strongest")
+    fgsm = results.summary[["job_id", "eps", "error"]].assign(attack="FGSM")
+    curves = pd.concat([strongest, fgsm], ignore_index=True)
+    curves = curves[curves["eps"] > 0]
+    return curves.assign(setting=settings.reindex(curves["job_id"]).to_numpy())
+
+
+def eps_fooling_half(eps: Sequence[float], error: Sequence[float]) -> float:
+    """The smallest ε at which the error reaches 50%, linear between the evaluated ε (sorted, the first 0 with the
+    clean error); inf when no evaluated ε reaches it."""
+    for i, (e, value) in enumerate(zip(eps, error)):
+        if value >= 0.5:
+            return e if i == 0 else eps[i - 1] + (0.5 - error[i - 1]) * (e - eps[i - 1]) / (value - error[i - 1])
+    return math.inf
+
+
+def fooling_half(curves: pd.DataFrame, summary: pd.DataFrame) -> pd.Series:
+    """setting -> the ε that fools half its test set (on each job's highest error at each ε: the strongest attack's
+    where the evaluation ran, else FGSM's), mean ± interval over seeds; "> ε" when some seed holds beyond the
+    largest ε evaluated."""
+    clean = summary.drop_duplicates("job_id").assign(eps=0.0, error=lambda rows: rows["clean_error"])
+    points = pd.concat([clean[["job_id", "setting", "eps", "error"]], curves], ignore_index=True)
+    highest = points.groupby(["setting", "job_id", "eps"])["error"].max().reset_index()
+    per_job = highest.groupby(["setting", "job_id"]).apply(
+        lambda rows: eps_fooling_half(rows["eps"].tolist(), rows["error"].tolist()), include_groups=False)
+
+    def cell(values: pd.Series) -> str:
+        if not values.map(math.isfinite).all():
+            return f"> {curves['eps'].max():g}"
+        found = estimate(values)
+        return f"{found.mean:.3g}" + ("" if math.isnan(found.half) else f" ± {found.half:.2g}")
+
+    return per_job.groupby(level="setting").agg(cell)
+
+
+def transfer_in_out(transfer: pd.DataFrame) -> pd.DataFrame:
+    """setting -> the mean error that the other settings' examples cause on it (in) and its examples cause on the
+    others (out), at the largest transfer ε."""
+    top = transfer[(transfer["eps"] == transfer["eps"].max()) & (transfer["source"] != transfer["target"])]
+    return pd.DataFrame({"transfer in": top.groupby("target")["error"].mean().map(percent),
+                         "transfer out": top.groupby("source")["error"].mean().map(percent)})
+
+
+def models_table(results: Results) -> pd.DataFrame:
+    """One row per setting: seeds, clean error and confidence, the strongest attack's and FGSM's error at each ε, the
+    ε that fools half the test set, transfer in and out, the diagnostics flagged; mean ± 95% interval over seeds."""
+    summary = results.summary
     settings = job_settings(summary)
-    table = summary.pivot_table(index="setting", columns="eps", values="error").map(percent)
-    table = table.rename(columns=lambda e: f"FGSM ε={e:g}")
-    if not evaluations.empty and "strongest" in set(evaluations["evaluation"]):
-        strongest = evaluations[evaluations["evaluation"] == "strongest"].copy()
-        strongest["setting"] = settings.reindex(strongest["job_id"]).to_numpy()
-        for (clip, eps), rows in strongest.groupby(["clip", "eps"]):
-            table[f"strongest ε={eps:g} ({clip})"] = rows.groupby("setting")["error"].mean().map(percent)
-    transfer = results.transfer_settings
-    if not transfer.empty:
-        top = transfer[(transfer["eps"] == transfer["eps"].max()) & (transfer["source"] != transfer["target"])]
-        table[f"transferred in, ε={transfer['eps'].max():g}"] = top.groupby("target")["error"].mean().map(percent)
-    table = mark_not_learned(table.fillna("–"), list(table.columns), flagged_checks(results.diagnostics, settings,
-                                                                                  CHANCE).index)
-    clean = summary.drop_duplicates("job_id").groupby("setting")[["clean_error", "clean_confidence"]].mean()
-    table.insert(0, "clean confidence", clean["clean_confidence"].map(percent))
-    table.insert(0, "clean error", clean["clean_error"].map(percent))
+    jobs = summary.drop_duplicates("job_id").groupby("setting")
+    table = pd.DataFrame({"seeds": jobs["job_id"].nunique(), "clean error": jobs["clean_error"].agg(interval),
+                          "clean confidence": jobs["clean_confidence"].agg(interval)})
+    curves = robustness_curves(results)
+    columns = curves.groupby(["eps", "attack"], sort=False)
+    for eps, attack in sorted(columns.groups, key=lambda key: (key[0], key[1] != "strongest")):
+        table[f"ε={eps:g} {attack}"] = columns.get_group((eps, attack)).groupby("setting")["error"].agg(interval)
+    if len(curves):
+        table["ε fooling half"] = fooling_half(curves, summary)
+    if not results.transfer_settings.empty:
+        table = table.join(transfer_in_out(results.transfer_settings))
+    attacked = [c for c in table.columns if c.startswith("ε") or c == "transfer in"]
+    table = mark_not_learned(table.fillna("–"), attacked, flagged_checks(results.diagnostics, settings, CHANCE).index)
     table["flags ⚑"] = flagged_checks(results.diagnostics, settings).reindex(table.index).fillna("")
+    return table.rename_axis("model").reset_index()
+
+
+def models_section(doc: Document, results: Results, plots: Path | None = None) -> None:
+    """The lead section: the sweep's own settings side by side (models_table), and their curves over ε."""
+    transfer = results.transfer_settings
     doc.heading("Models side by side")
-    doc.text("Per model: test error and mean confidence on clean inputs, the FGSM error at each ε, the error under "
-             "the strongest attack of the honest evaluation (per example, any attack that fooled it), the mean "
-             "error that examples crafted on the other models cause on it (transfer), mean over seeds, and the "
-             "diagnostics flagged on some of its jobs (see \"Can these numbers be trusted?\"). " + NOT_LEARNED)
-    doc.table(table.reset_index().rename(columns={"setting": "model"}))
+    doc.text("Per model (a setting: its jobs are its seeds), mean ± 95% interval over seeds: test error and mean "
+             "confidence on clean inputs; the robustness curve: at each ε, the error under the strongest attack of "
+             "the honest evaluation (per example, any attack that fooled it, at the clipping of the job's own attack) "
+             "with FGSM's (the job's own attack) beside it; the ε that fools half the test set (on the highest error "
+             "measured at each ε, linear between them; > ε: not within the largest ε evaluated)"
+             + (f"; the mean error that the other models' examples cause on it (transfer in) and that its examples "
+                f"cause on them (transfer out), FGSM at ε={transfer['eps'].max():g}" if not transfer.empty else "")
+             + "; the diagnostics flagged on some of its jobs (see \"Can these numbers be trusted?\"). "
+             + NOT_LEARNED)
+    doc.table(models_table(results))
+    if plots is not None:
+        for column, ylabel in (("error", "FGSM error rate"), ("confidence", "mean confidence under FGSM")):
+            plot_curves(results.summary, column, plots / f"{column}_vs_eps.png", ylabel)
+            doc.image(f"{PLOTS}/{column}_vs_eps.png", f"{ylabel} vs ε (mean over seeds, 95% interval)")
 
 
 def files_table(results: Results) -> pd.DataFrame:
@@ -151,7 +246,6 @@ def files_section(doc: Document, results: Results) -> None:
 
 
 def claims_section(doc: Document, table: pd.DataFrame) -> None:
-    doc.tally(table["verdict"])          # before the first heading: the counts open the report
     doc.heading("Paper vs this run")
     doc.table(table)
     doc.text(HOW_VERDICTS_ARE_MADE)
@@ -288,48 +382,42 @@ def with_interval(mean: float, half: float) -> str:
 
 
 def write_report(sweep_dir: Path, name: str, results: Results, failed: dict[str, str],
-                 examples: dict[str, tuple[list, list[str]]], figures: Sequence["Drawn"] = (),
+                 examples: dict[str, Examples], figures: Sequence["Drawn"] = (),
                  stale: Sequence[str] = (), trust_eps: float = 0.25) -> Path:
-    """Plots under plots/, then report.md and report.html in the sweep directory; returns report.html. `stale`:
-    the settings of complete jobs made by other code than the sweep's (one entry per job); `trust_eps`: the ε of
-    the attack-order table (evaluation.diagnostics.eps)."""
+    """Plots under plots/, then report.md and report.html in the sweep directory; returns report.html. The sweep's
+    own models come first; the paper's claims, their verdict counts and the paper's figures only when some claim was
+    measured on the paper's data. `stale`: the settings of complete jobs made by other code than the sweep's (one
+    entry per job); `trust_eps`: the ε of the attack-order table (evaluation.diagnostics.eps)."""
     summary, evaluations = results.summary, results.evaluations
     plots = sweep_dir / PLOTS
     plots.mkdir(parents=True, exist_ok=True)
     doc = Document(f"Harness sweep '{name}'")
     doc.text(f"{summary['job_id'].nunique() if not summary.empty else 0} complete jobs, {len(failed)} failed. "
-             "Errors are test-set error rates under FGSM at each ε; confidence is the mean probability of the "
-             "predicted class.")
+             "Errors are test-set error rates; confidence is the mean probability of the predicted class.")
     if stale:
         counts = pd.Series(list(stale)).value_counts()
         doc.text(f"⚠ {len(stale)} of these jobs were made by other code than this sweep's (pipeline/provenance.py): "
                  + ", ".join(f"{setting} ×{count}" for setting, count in counts.items())
                  + ". Their results are included; `python -m jobs.sweep rerun=stale <same arguments>` retrains them.")
-    claims = claims_table(results, CLAIMS) if not summary.empty else None
-    if claims is not None and holds_paper_settings(claims):
-        claims_section(doc, claims)
-    elif claims is not None:   # no setting of the paper's: the models themselves come first
-        models_section(doc, results)
+    claims = paper_claims(results) if not summary.empty else None
+    of_the_paper = claims is not None and holds_paper_settings(claims)
+    if of_the_paper:
+        doc.tally(claims["verdict"])          # before the first heading: the counts open the report
+    if not summary.empty:
+        models_section(doc, results, plots)
     files_section(doc, results)
     if failed:
         doc.heading("Failed jobs")
         doc.table(pd.DataFrame([{"job": job, "reason": reason} for job, reason in failed.items()]))
+    if of_the_paper:
+        claims_section(doc, claims)
     if summary.empty:
         return _save(sweep_dir, doc)
     not_learned = flagged_checks(results.diagnostics, job_settings(summary), CHANCE).index
-    doc.heading("FGSM error by ε")
-    table = summary.pivot_table(index="setting", columns="eps", values="error").map(percent)
-    table = table.rename(columns=lambda e: f"ε={e:g}")
-    doc.table(mark_not_learned(table, list(table.columns), not_learned).reset_index())
-    doc.text("Each job's own attack (its attack config), mean over seeds; per-job rows are in summary.csv."
-             + (" " + NOT_LEARNED if len(not_learned) else ""))
-    for column, ylabel in (("error", "error rate"), ("confidence", "mean confidence")):
-        plot_curves(summary, column, plots / f"{column}_vs_eps.png", ylabel)
-        doc.image(f"{PLOTS}/{column}_vs_eps.png", f"{ylabel} vs ε (mean over seeds, 95% interval)")
     if not evaluations.empty:
         honest_section(doc, summary, evaluations, not_learned)
         trust_section(doc, summary, evaluations, results.diagnostics, trust_eps)
-    if figures:
+    if figures and of_the_paper:
         doc.heading("The paper's figures")
         for figure in figures:
             doc.image(f"{PLOTS}/{figure.file}", figure.caption)
@@ -337,9 +425,11 @@ def write_report(sweep_dir: Path, name: str, results: Results, failed: dict[str,
         transfer_section(doc, results.transfer_settings, plots)
     if examples:
         doc.heading("Adversarial examples")
+        doc.text("The first test images of each model's first seed and their FGSM versions (the job's own attack); "
+                 "under each, its true class → the model's prediction, in red and framed where it is wrong.")
         labels = dict(zip(summary["job_id"], summary["setting"]))
-        for job, (images, titles) in examples.items():
-            plot_examples(images, titles, plots / f"examples_{job}.png")
+        for job, shown in examples.items():
+            plot_examples(shown, plots / f"examples_{job}.png")
             doc.image(f"{PLOTS}/examples_{job}.png", f"FGSM examples crafted on {labels.get(job, job)}")
     return _save(sweep_dir, doc)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import pandas as pd
 from omegaconf import DictConfig
@@ -14,6 +14,9 @@ from pipeline.provenance import made_by_this_code
 from pipeline.planned_job import Job
 from pipeline.stages.sweep_dir import (DIAGNOSTICS, EVALUATIONS, PLAN, SUMMARY, TRANSFER, TRANSFER_SETTINGS,
                                        complete_jobs, failed_jobs, job_dir, log_stage, read_table)
+
+if TYPE_CHECKING:   # the report's modules load when the stage runs
+    from pipeline.report.plots import Examples
 
 
 def summary_frame(jobs: list[Job], metrics: dict[str, dict[str, Any]]) -> pd.DataFrame:
@@ -41,11 +44,12 @@ def first_of_each_setting(jobs: list[Job], complete: Any) -> list[Job]:
     return list(chosen.values())
 
 
-def example_images(sweep_dir: Path, jobs: list[Job], count: int,
-                   epsilons: list[float]) -> dict[str, tuple[list, list[str]]]:
-    """The first `count` test digits and their FGSM versions (each job's own attack clipping), for `jobs`."""
-    from pipeline.attacks import as_clip, fgsm
+def example_images(sweep_dir: Path, jobs: list[Job], count: int, epsilons: list[float]) -> dict[str, "Examples"]:
+    """The first `count` test images, their FGSM versions (each job's own attack clipping) and the model's
+    predictions on each, for `jobs`."""
+    from pipeline.attacks import as_clip, fgsm, predict
     from pipeline.data import test_set
+    from pipeline.report.plots import Examples
 
     examples = {}
     for job in jobs if count > 0 else []:
@@ -53,7 +57,8 @@ def example_images(sweep_dir: Path, jobs: list[Job], count: int,
         model = store.load_model(job_dir(sweep_dir, job))
         clip = as_clip(job.config["attack"].get("clip"))
         images = [fgsm(model, x, y, eps, clip) if eps > 0 else x for eps in epsilons]
-        examples[job.id] = (images, [f"ε={eps:g}" for eps in epsilons])
+        examples[job.id] = Examples([f"ε={eps:g}" for eps in epsilons], images, y.tolist(),
+                                    [predict(model, batch)[1].tolist() for batch in images])
     return examples
 
 
@@ -68,7 +73,7 @@ def report_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job]) -> Path:
     from pipeline.cluster.tasks import Progress
     from pipeline.paper.figures import draw_figures
     from pipeline.paper.results import Results
-    from pipeline.report.sweep_report import PLOTS, write_report
+    from pipeline.report.sweep_report import PLOTS, on_papers_data, write_report
 
     steps = Progress("report", 5)
     steps.show(0, 1, 0)
@@ -84,8 +89,9 @@ def report_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job]) -> Path:
     store.inside(sweep_dir, PLOTS, "plots folder").mkdir(parents=True, exist_ok=True)   # a link out is refused
     report_cfg = cfg.report
     steps.show(1, 1, 0)
-    figures = draw_figures(results, {job.id: job_dir(sweep_dir, job) for job in complete}, sweep_dir / PLOTS,
-                           report_cfg.get("logit_range", 1.0), report_cfg.get("filters", 24))
+    # the paper's figures are of its MNIST settings: drawn from the jobs on MNIST's digits only
+    figures = draw_figures(on_papers_data(results), {job.id: job_dir(sweep_dir, job) for job in complete},
+                           sweep_dir / PLOTS, report_cfg.get("logit_range", 1.0), report_cfg.get("filters", 24))
     steps.show(2, 1, 0)
     examples = example_images(sweep_dir, first_of_each_setting(jobs, metrics), report_cfg.images,
                               list(cfg.transfer.epsilons))
