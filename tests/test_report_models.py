@@ -146,12 +146,14 @@ def test_mosaics_say_true_and_predicted_under_each_image_and_frame_the_wrong_one
 
 
 # What a reader sees of the lead table at a width: whether the page scrolls sideways, whether the table's box does,
-# and where its first and second columns are before and after scrolling that box to its end.
+# on how many lines the first model's name is written, and where the first and second columns are before and after
+# scrolling that box to its end.
 MEASURE = """(() => {
   const box = document.querySelector('.table'), row = box.querySelector('tbody tr');
   const at = () => [row.cells[0].getBoundingClientRect().left, row.cells[1].getBoundingClientRect().left];
-  const before = at(); box.scrollLeft = box.scrollWidth;
-  return {page: document.documentElement.scrollWidth, width: innerWidth, box: box.clientWidth,
+  const name = document.createRange(); name.selectNodeContents(row.cells[0]);
+  const lines = name.getClientRects().length, before = at(); box.scrollLeft = box.scrollWidth;
+  return {lines: lines, page: document.documentElement.scrollWidth, width: innerWidth, box: box.clientWidth,
           table: box.scrollWidth, before: before, after: at(), right: box.getBoundingClientRect().right,
           last: row.cells[row.cells.length - 1].getBoundingClientRect().right};
 })()"""
@@ -176,6 +178,7 @@ def test_a_wide_table_scrolls_in_its_box_with_the_model_column_held_at_1400_px(o
         shown = shown_at(browser, folder / "report.html", 1400)
     assert shown["page"] <= shown["width"], shown                        # the page itself never scrolls sideways
     assert shown["table"] > shown["box"], shown                          # 17 columns: the table's box scrolls
+    assert shown["lines"] == 1, shown                                     # the name is not squeezed to fit
     assert shown["after"][0] == pytest.approx(shown["before"][0]), shown  # the model column stays in place
     assert shown["after"][1] < shown["before"][1] - 100, shown            # while the numbers move under it
     assert shown["last"] <= shown["right"] + 1, shown                     # and the last column comes into view

@@ -41,8 +41,7 @@ table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
 th,td{padding:3px 8px;border-bottom:1px solid #d0d7de;text-align:left;vertical-align:top;background:#fff}
 th{background:#f6f8fa;border-bottom:2px solid #d0d7de}
 tbody tr:hover td{background:#f6f8fa}
-th:first-child,td:first-child{position:sticky;left:0;z-index:1;max-width:24em;overflow-wrap:anywhere;
-box-shadow:inset -1px 0 #d0d7de}
+th:first-child,td:first-child{position:sticky;left:0;z-index:1;box-shadow:inset -1px 0 #d0d7de}
 .num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;padding:0 .6em;border-radius:1em;color:#fff;font-weight:600;font-size:.85em;
 white-space:nowrap}
