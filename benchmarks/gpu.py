@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from benchmarks.sizes import Sizes
-from benchmarks.sweeps import drive_sweep, subprocess_env
+from benchmarks.sweeps import drive_sweep
+from benchmarks.timing import subprocess_env
 from benchmarks.training import bench_lightning_epoch
 
 

@@ -11,8 +11,8 @@ or downloads, on random data whose labels a model can learn.
    and the maxout epoch over 60,000 × 784.
 3. packing: 1, 4, 8 and 16 one-epoch maxout jobs as processes started together on the one device (no Ray): the
    time of each, throughput, memory per process.
-Writes <out>/gpu_check.json and <out>/gpu_check.md (a short table, also printed). Exit 1 if a step failed. What a
-GPU must get right (a job on the GPU names it, FGSM agrees with the CPU) is tests/test_gpu.py's.
+Writes <out>/gpu_check.json and <out>/gpu_check.md (a short table, also printed); a step that fails stops it
+(exit 1). What a GPU must get right (a job on the GPU names it, FGSM agrees with the CPU) is tests/test_gpu.py's.
 """
 from __future__ import annotations
 
@@ -203,30 +203,24 @@ def check_packing(device: str, out: Path, scale: Scale) -> list[dict[str, Any]]:
         watcher.start()
         began = time.time()
         go.touch()
-        results = []
-        for worker in workers:
-            output, _ = worker.communicate(timeout=600)
-            lines = [line for line in output.splitlines() if line.startswith("{")]
-            results.append(json.loads(lines[-1]) if worker.returncode == 0 and lines else None)
+        outputs = [worker.communicate(timeout=600)[0] for worker in workers]
         done.set()
         watcher.join()
-        finished = [r for r in results if r]
-        wall = max((r["ended"] for r in finished), default=time.time()) - began
-        epochs = [r["train_seconds"] for r in finished]
-        rows.append({"processes": count, "failed": count - len(finished), "wall_seconds": wall,
-                     "epoch_seconds_median": statistics.median(epochs) if epochs else None,
-                     "examples_per_second_per_job": scale.train / statistics.median(epochs) if epochs else None,
-                     "examples_per_second_total": count * scale.train / wall if finished else None,   # whole jobs
+        if failed := sum(worker.returncode != 0 for worker in workers):
+            raise RuntimeError(f"packing {count}: {failed} of {count} jobs failed")
+        results = [json.loads(output.splitlines()[-1]) for output in outputs]
+        wall = max(r["ended"] for r in results) - began
+        epochs = [r["train_seconds"] for r in results]
+        rows.append({"processes": count, "wall_seconds": wall, "epoch_seconds_median": statistics.median(epochs),
+                     "examples_per_second_per_job": scale.train / statistics.median(epochs),
+                     "examples_per_second_total": count * scale.train / wall,   # whole jobs
                      # the epochs ran together (the jobs started at one signal): their summed training throughput
-                     "epoch_examples_per_second_total": sum(scale.train / e for e in epochs) if epochs else None,
-                     "devices": sorted({r["device"] for r in finished}),
-                     "max_memory_reserved_mib": max((r["max_memory_reserved"] or 0 for r in finished),
-                                                    default=0) / 2**20,
+                     "epoch_examples_per_second_total": sum(scale.train / e for e in epochs),
+                     "devices": sorted({r["device"] for r in results}),
+                     "max_memory_reserved_mib": max(r["max_memory_reserved"] or 0 for r in results) / 2**20,
                      "nvidia_smi_mib_per_process": sorted(peak.values())})
-    single = rows[0]["epoch_examples_per_second_total"]
     for row in rows:
-        total = row["epoch_examples_per_second_total"]
-        row["throughput_vs_1"] = total / single if single and total else None
+        row["throughput_vs_1"] = row["epoch_examples_per_second_total"] / rows[0]["epoch_examples_per_second_total"]
     return rows
 
 
@@ -234,8 +228,7 @@ def check_packing(device: str, out: Path, scale: Scale) -> list[dict[str, Any]]:
 
 def table(report: dict[str, Any]) -> str:
     device = report["device"]
-    lines = [f"GPU check on {report['device_name']} ({device}), {report['seconds']:.0f} s, "
-             f"{'passed' if report['passed'] else 'FAILED: ' + '; '.join(report['failures'])}", "",
+    lines = [f"GPU check on {report['device_name']} ({device}), {report['seconds']:.0f} s", "",
              "| check | result |", "|---|---|"]
     for job in report.get("jobs", []):
         lines.append(f"| job {job['model']} | {job['device']}, {job['seconds']:.1f} s (train "
@@ -250,18 +243,11 @@ def table(report: dict[str, Any]) -> str:
         epoch = micro["maxout_epoch"]
         lines.append(f"| maxout epoch, {epoch['examples']:,} × 784 | {epoch['seconds']:.2f} s |")
     for row in report.get("packing", []):
-        speed = f"{row['throughput_vs_1']:.2f}× one job" if row["throughput_vs_1"] else "?"
         lines.append(f"| packing {row['processes']} processes | {row['wall_seconds']:.1f} s, training "
-                     f"{row['epoch_examples_per_second_total'] or 0:,.0f} examples/s ({speed}), epoch "
-                     f"{row['epoch_seconds_median'] or 0:.2f} s, memory "
-                     f"{row['max_memory_reserved_mib']:.0f} MiB reserved "
-                     f"{row['nvidia_smi_mib_per_process'] or ''}, failed {row['failed']} |")
+                     f"{row['epoch_examples_per_second_total']:,.0f} examples/s ({row['throughput_vs_1']:.2f}× one "
+                     f"job), epoch {row['epoch_seconds_median']:.2f} s, memory {row['max_memory_reserved_mib']:.0f} "
+                     f"MiB reserved {row['nvidia_smi_mib_per_process'] or ''} |")
     return "\n".join(lines) + "\n"
-
-
-def failures(report: dict[str, Any]) -> list[str]:
-    """Packed jobs that did not finish: the packing rows measured fewer jobs than they name."""
-    return [f"packing {r['processes']}: {r['failed']} failed" for r in report["packing"] if r["failed"]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,13 +282,11 @@ def main(argv: list[str] | None = None) -> int:
         report[name] = step()
         print(f"[gpu_check] {name}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     report["seconds"] = time.perf_counter() - began
-    report["failures"] = failures(report)
-    report["passed"] = not report["failures"]
     (out / "gpu_check.json").write_text(json.dumps(report, indent=2, default=str))
     text = table(report)
     (out / "gpu_check.md").write_text(text)
     print(text)
-    return 0 if report["passed"] else 1
+    return 0
 
 
 if __name__ == "__main__":

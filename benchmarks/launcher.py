@@ -5,37 +5,28 @@ Ray's start and its workers' imports included.
 """
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from benchmarks.sizes import ROOT
-from benchmarks.sweeps import subprocess_env, tail
-from benchmarks.timing import judge
+from benchmarks.timing import judge, subprocess_env, timed_command
 
-GRID = ("model=softmax,maxout", "regularizer=none,adversarial", "seed=0,1")   # 2 × 2 × 2 = 8 jobs
+GRID = ("model=softmax,maxout", "regularizer=none,adversarial", "seed=0,1")
 JOB = ("logger=none", "trainer.max_epochs=1")
-JOBS = 8
+JOBS = math.prod(len(axis.split("=", 1)[1].split(",")) for axis in GRID)
 TARGET = 1.0   # the Ray launcher should not be slower than running the jobs one after another
 
 
 def multirun(sweep_dir: Path, launcher: Sequence[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
     """Run one multirun command; its wall time, exit code and how many jobs wrote metrics.json."""
     command = [sys.executable, "-m", "jobs.train", "-m", *launcher, *GRID, *JOB, f"hydra.sweep.dir={sweep_dir}"]
-    started = time.perf_counter()
-    try:
-        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"wall_seconds": None, "returncode": None, "jobs_done": 0, "error": f"timed out after {timeout:.0f} s"}
-    entry = {"wall_seconds": time.perf_counter() - started, "returncode": result.returncode,
-             "jobs_done": len(list(sweep_dir.glob("*/metrics.json")))}
-    if result.returncode != 0:
-        entry["error"] = tail(result.stderr)
-    return entry
+    entry, _ = timed_command(command, env, timeout)
+    return {**entry, "jobs_done": len(list(sweep_dir.glob("*/metrics.json")))}
 
 
 def bench_launcher(judged: bool = True, timeout: float = 900) -> dict[str, Any]:

@@ -13,7 +13,7 @@ class PassCounter:
         self.forwards = self.backwards = 0
         self.handle = model.register_forward_hook(self._forward)
 
-    def _forward(self, module, inputs, output) -> None:
+    def _forward(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
         self.forwards += 1
         if isinstance(output, torch.Tensor) and output.requires_grad:
             output.register_hook(self._backward)
@@ -24,14 +24,11 @@ class PassCounter:
     def close(self) -> None:
         self.handle.remove()
 
-    def __enter__(self) -> "PassCounter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 def count_passes(model: torch.nn.Module, fn: Callable[[], Any]) -> dict[str, int]:
-    with PassCounter(model) as counter:
+    counter = PassCounter(model)
+    try:
         fn()
+    finally:
+        counter.close()
     return {"forwards": counter.forwards, "backwards": counter.backwards}

@@ -9,7 +9,6 @@ INPUT_SHAPE, CLASSES = (1, 28, 28), 10
 EPSILONS = [round(0.03 * k, 2) for k in range(1, 11)]   # 10 values, 0.03 .. 0.30 (none is 0: no free ε for either side)
 ONE_EPS = 0.25
 ALPHA = 0.5
-SGD = {"lr": 0.1, "momentum": 0.5}                      # conf/optimizer/sgd.yaml
 MAIN_JOB_LIMIT_S = 300.0
 
 

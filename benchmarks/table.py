@@ -48,22 +48,16 @@ def row(*cells: str) -> str:
     return "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"
 
 
-def unmeasured(title: str, entry: dict[str, Any], target: str = "", failed: str = "", prefix: str = "skipped: "
-               ) -> str | None:
-    """The row of a stage that measured nothing (skipped, or stopped by an error); None when it measured."""
-    if "skipped" in entry:
-        return row(title, "", "", "", "", prefix + entry["skipped"], target, "")
-    if "error" in entry:
-        return row(title, "", "", "", "", f"error: {entry['error']}", target, failed)
-    return None
-
-
 def measured(report: dict[str, Any], name: str, title: str, target: str = "", failed: str = "",
-             prefix: str = "skipped: ") -> tuple[list[str], dict[str, Any] | None]:
-    """([its row], None) for a stage that measured nothing, else ([], its result)."""
+             prefix: str = "skipped: ") -> tuple[list[str], Any]:
+    """([its row], None) for a stage that measured nothing (skipped, or stopped by an error), else ([], its
+    result)."""
     entry = report.get(name, skipped(name, "not run"))
-    line = unmeasured(title, entry, target, failed, prefix) if isinstance(entry, dict) else None
-    return ([line], None) if line is not None else ([], entry)
+    if isinstance(entry, dict) and "skipped" in entry:
+        return [row(title, "", "", "", "", prefix + entry["skipped"], target, "")], None
+    if isinstance(entry, dict) and "error" in entry:
+        return [row(title, "", "", "", "", f"error: {entry['error']}", target, failed)], None
+    return [], entry
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -1,13 +1,19 @@
-"""Timing: interleaved A/B samples, their statistics, and the comparison entry that judges them against a target."""
+"""Timing: interleaved A/B samples, their statistics, the comparison entry that judges them against a target, and
+commands timed as a user runs them."""
 from __future__ import annotations
 
 import gc
 import math
+import os
 import statistics
+import subprocess
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+
+from benchmarks.sizes import ROOT
 
 
 def stats(values: Sequence[float]) -> dict[str, float]:
@@ -78,3 +84,24 @@ def comparison(cid: str, title: str, model: str | None, batch: int | None, measu
             "reference": {"label": reference[0], "seconds": stats(reference[1])},
             "ratio": ratio, "ratio_definition": ratio_definition, "target": {"op": op, "value": target},
             "judged": judged, "passed": judge(ratio["median"], op, target) if judged else None, **extra}
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child that must start or join its own Ray (never ours), plus `extra`."""
+    return {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **extra}
+
+
+def tail(text: str, lines: int = 6) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+
+
+def timed_command(command: Sequence[str], env: dict[str, str], timeout: float, cwd: Path = ROOT
+                  ) -> tuple[dict[str, Any], str]:
+    """A command's wall time and exit code (with its last lines when it failed), and its stderr."""
+    started = time.perf_counter()
+    try:
+        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"wall_seconds": None, "returncode": None, "error": f"timed out after {timeout:.0f} s"}, ""
+    entry = {"wall_seconds": time.perf_counter() - started, "returncode": result.returncode}
+    return (entry | {"error": tail(result.stderr)} if result.returncode else entry), result.stderr

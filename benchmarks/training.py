@@ -39,36 +39,22 @@ def bench_adversarial_step(sizes: Sizes, device: torch.device, judged: bool) -> 
     return rows
 
 
-class EpochTimer:
-    """Seconds of each Lightning training epoch, from the module's on_train_epoch_start to the end of its
-    on_train_epoch_end (the batches and the loss check), the span plain_epoch times. A callback's
-    on_train_epoch_end would stop before the module's own hook: Lightning calls callbacks first."""
-
-    def __init__(self, sync: Callable[[], None] = lambda: None) -> None:
-        self.seconds: list[float] = []
-        self.started, self.sync = 0.0, sync
-
-    def start(self) -> None:
-        self.sync()
-        self.started = time.perf_counter()
-
-    def stop(self) -> None:
-        self.sync()
-        self.seconds.append(time.perf_counter() - self.started)
-
-
-def timed_module(timer: EpochTimer, *args: Any) -> Any:
-    """AdversarialModule(*args) whose epoch hooks start and stop `timer` around its own."""
+def timed_module(seconds: list[float], sync: Callable[[], None], *args: Any) -> Any:
+    """AdversarialModule(*args) that appends to `seconds` each training epoch's time, from the start of its
+    on_train_epoch_start to the end of its on_train_epoch_end (the batches and the loss check: the span plain_epoch
+    times). A callback's on_train_epoch_end would stop before the module's own hook: Lightning calls callbacks first."""
     from pipeline.module import AdversarialModule
 
     class Timed(AdversarialModule):
         def on_train_epoch_start(self) -> None:
-            timer.start()
+            sync()
+            self.began = time.perf_counter()
             super().on_train_epoch_start()
 
         def on_train_epoch_end(self) -> None:
             super().on_train_epoch_end()
-            timer.stop()
+            sync()
+            seconds.append(time.perf_counter() - self.began)
 
     return Timed(*args)
 
@@ -84,15 +70,17 @@ def trainer_kwargs(device: torch.device) -> dict[str, Any]:
 
 
 def lightning_epoch(base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int,
-                    trainer_args: dict[str, Any], timer: EpochTimer) -> float:
-    """One Lightning epoch of AdversarialModule (clean objective) over TensorBatches; returns fit seconds."""
+                    trainer_args: dict[str, Any], epochs: list[float], sync: Callable[[], None] = lambda: None
+                    ) -> float:
+    """One Lightning epoch of AdversarialModule (clean objective) over TensorBatches, its time appended to
+    `epochs`; returns the seconds of the whole fit."""
     import pytorch_lightning as pl
     from pytorch_lightning.plugins.environments import LightningEnvironment
 
     from pipeline.data import TensorBatches
     from pipeline.regularizers import Regularizer
 
-    module = timed_module(timer, copy.deepcopy(base), Regularizer(), optimizer())
+    module = timed_module(epochs, sync, copy.deepcopy(base), Regularizer(), optimizer())
     trainer = pl.Trainer(**trainer_args, plugins=[LightningEnvironment()])
     started = time.perf_counter()
     trainer.fit(module, train_dataloaders=TensorBatches(x, y, batch, shuffle=True, seed=0))
@@ -135,15 +123,12 @@ def bench_lightning_epoch(sizes: Sizes, device: torch.device, judged: bool) -> l
         for name in sizes.models:
             for batch in sizes.batch_sizes:
                 base, (x, y) = make_model(name, device), make_batch(sizes.epoch_examples, device)
-                timer = EpochTimer(sync)
-                lightning_epoch(base, x, y, batch, trainer_args, timer)      # warm-up both
+                lightning_epoch(base, x, y, batch, trainer_args, [], sync)      # warm-up both
                 plain_epoch(base, x, y, batch, sync)
-                timer.seconds.clear()
-                t_plain, fits = [], []
+                t_plain, t_lightning, fits = [], [], []
                 for _ in range(sizes.epoch_repeats):
                     t_plain.append(plain_epoch(base, x, y, batch, sync))
-                    fits.append(lightning_epoch(base, x, y, batch, trainer_args, timer))
-                t_lightning = list(timer.seconds)
+                    fits.append(lightning_epoch(base, x, y, batch, trainer_args, t_lightning, sync))
                 rows.append(comparison(
                     "lightning_epoch", "Lightning training epoch, on-device data", name, batch,
                     ("Lightning epoch", t_lightning), ("plain PyTorch loop", t_plain),

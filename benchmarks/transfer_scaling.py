@@ -14,12 +14,12 @@ from benchmarks.timing import judge
 from benchmarks.workload import plan_sweep, sweep_config
 
 TARGET = 1.25   # time per seed at the largest S / time per seed at the smallest S
-EACH = ("logger=none", "trainer.max_epochs=0", "data.limit=100", "eval.epsilons=[0.25]")
+ADD = ("logger=none", "trainer.max_epochs=0", "data.limit=100", "eval.epsilons=[0.25]")
 
 
 def sweep(seeds: int, pairs: str):
     cfg = sweep_config("sweep.name=transfer", "transfer.epsilons=[0.0,0.25]", f"transfer.pairs={pairs}",
-                       grid={"model": "softmax,maxout", "seed": f"range({seeds})"}, each=EACH)
+                       grid={"model": "softmax,maxout", "seed": f"range({seeds})"}, add=ADD)
     return cfg, plan_sweep(cfg)
 
 

@@ -2,6 +2,7 @@
 compose them (pipeline.config, pipeline.stages.plan), and the one plain training loop the benchmark needs."""
 from __future__ import annotations
 
+import json
 from functools import cache
 from typing import Any, Callable, Mapping, Sequence
 
@@ -36,18 +37,18 @@ def job_config(*overrides: str) -> DictConfig:
         return compose_job(overrides)
 
 
-def sweep_config(*overrides: str, grid: Mapping[str, str] | None = None, each: Sequence[str] = ()) -> DictConfig:
-    """conf/sweep.yaml as `python -m jobs.sweep <overrides>` composes it; `grid` replaces the experiment's grid and
-    `each` is added to the overrides of every job."""
+def sweep_config(*overrides: str, grid: Mapping[str, str] | None = None, add: Sequence[str] = ()) -> DictConfig:
+    """conf/sweep.yaml as `python -m jobs.sweep <overrides>` composes it; `add` goes to every job after the
+    experiment's overrides (`sweep.add`), and `grid` replaces the experiment's grid."""
     from hydra import compose
 
     from pipeline.config import hydra_context
 
     with hydra_context():
-        cfg = compose("sweep", overrides=list(overrides))
-    with open_dict(cfg):
-        cfg.sweep.grid = dict(grid) if grid is not None else cfg.sweep.grid
-        cfg.sweep.overrides = [*cfg.sweep.overrides, *each]
+        cfg = compose("sweep", overrides=[*overrides, f"sweep.add={json.dumps(list(add))}"])
+    if grid is not None:
+        with open_dict(cfg):
+            cfg.sweep.grid = dict(grid)
     return cfg
 
 
