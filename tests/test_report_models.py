@@ -15,13 +15,17 @@ import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from pipeline.config import CONF_DIR
+from pipeline.paper.claims import CLAIMS
 from pipeline.paper.results import Results
+from pipeline.paper.verdicts import claims_table
 from pipeline.report.plots import Examples, examples_figure
-from pipeline.report.sweep_report import eps_fooling_half, write_report
+from pipeline.report.sweep_report import eps_fooling_half, paper_claims, write_report
 from pipeline.stages.plan import plan
 from tests.support.chromium import Browser
+from tests.support.configs import compose as compose_job
 
 EPSILONS = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
 SEEDS = (0, 1)
@@ -133,6 +137,17 @@ def test_on_mnist_digits_the_papers_claims_follow_the_models(tmp_path):
     assert sections(markdown)[:2] == ["Models side by side", "Paper vs this run"]
     assert markdown.index("**Verdicts:**") < markdown.index("**Contents**")  # the counts still open the report
     assert "| FGSM (ε=.25) fools the shallow softmax almost always" in markdown
+
+
+def test_the_conv_net_claim_is_judged_on_cifar10_only():
+    conv = OmegaConf.to_container(compose_job("model=conv"), resolve=True)          # on the embedded MNIST digits
+    summary = pd.DataFrame([{"job_id": "conv", "setting": "conv,none", "seed": 0, "eps": 0.1, "error": 0.9,
+                             "confidence": 0.9, "confidence_wrong": 0.9, "clean_error": 0.01}])
+    claims = paper_claims(Results.of({"conv": conv}, summary)).set_index("claim")["verdict"]
+    cifar = next(claim.text for claim in CLAIMS if claim.data == "cifar10")
+    assert claims[cifar].startswith("NOT RUN (the sweep has no conv net job")
+    assert claims_table(Results.of({"conv": conv}, summary), [c for c in CLAIMS if c.text == cifar])[
+        "verdict"].iloc[0].startswith("PASS")                                     # judged on any data, it would pass
 
 
 def test_mosaics_say_true_and_predicted_under_each_image_and_frame_the_wrong_ones():
