@@ -12,6 +12,7 @@ import socket
 import time
 import traceback
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,17 @@ def evaluate_pretrained(cfg: DictConfig, job_dir: Path, data: Any, model: torch.
     return metrics
 
 
+@dataclass
+class Fitted:
+    """What training leaves for the results: the trained model on its device, how long and how far it trained."""
+    model: torch.nn.Module
+    device: torch.device
+    epochs: int
+    seconds: float
+    last: Any            # resume.LastEpoch: where this attempt started, what it trained, its last.ckpt
+    callbacks: list      # early stopping and the best-epoch keeper, when configured
+
+
 def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: dict[str, Any] | None = None
             ) -> dict[str, Any]:
     """Train and evaluate one job; its results land in job_dir (see pipeline.store). Failures leave failure.json.
@@ -153,16 +165,13 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
     `extra` entries (e.g. the Ray node) are recorded in metrics.json.
     """
     import pytorch_lightning as pl
-    from pytorch_lightning.plugins.environments import LightningEnvironment
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    from pipeline.module import AdversarialModule
-    from pipeline.resume import LastEpoch, resumable
+    from pipeline.resume import resumable
 
     began = time.time()
     quiet_lightning()
     job_dir = Path(job_dir)
-    job_id = cfg.get("job_id") or job_dir.name
     store.write_config(job_dir, cfg)
     resume_from = resumable(job_dir)
     attempt = store.start_attempt(job_dir, resumes=resume_from is not None, **(extra or {}))
@@ -170,46 +179,14 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         data, model, regularizer, attack = build(cfg)
-        record = {"job_id": job_id, "seed": cfg.seed, "started": began, "attempt": attempt,
-                  "choices": OmegaConf.to_container(cfg.choices) if cfg.get("choices") else {},
-                  "node": socket.gethostname(), "versions": versions(), "code": provenance.code(), **(extra or {})}
+        record = job_record(cfg, job_dir, began, attempt, extra)
         if model_file.is_pretrained(cfg.model):   # trained elsewhere: evaluated as it is
             return evaluate_pretrained(cfg, job_dir, data, model, attack, record)
-        callbacks, val_attack = early_stopping(cfg, attack.clip)
-        scheduler = instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None
-        module = AdversarialModule(model, regularizer, instantiate(cfg.optimizer, "optimizer"), scheduler, val_attack)
         # Each attempt is its own W&B run: a retried, resumed or forced job never writes twice under one run id.
-        logger = loggers.start(cfg.get("logger"), job_dir, run_name or job_id, f"{job_id}-{attempt}",
-                               OmegaConf.to_container(cfg, resolve=True))
-        # One job is one process: never let Lightning read SLURM's or torchrun's world size.
-        # inference_mode=False: validation runs under no_grad instead, which FGSM's enable_grad can lift.
-        # enable_checkpointing=True admits LastEpoch; with a checkpoint callback present Lightning adds none of its own.
-        last = LastEpoch(job_dir, data.train_dataloader())
-        trainer = instantiate(cfg.trainer, "trainer", logger=logger or False, default_root_dir=str(job_dir),
-                              plugins=[LightningEnvironment()], enable_checkpointing=True,
-                              callbacks=[*callbacks, *configured_callbacks(cfg, logger), last],
-                              inference_mode=val_attack is None,
-                              accelerator=job_accelerator(cfg.trainer.get("accelerator", "auto")))
-        device = place(trainer, data, model)
-        batches = last.batches = data.train_dataloader()   # over the tensors on the device now
-        started = time.perf_counter()
-        trainer.fit(module, batches, data.val_dataloader(), ckpt_path=resume_from)
-        train_seconds = time.perf_counter() - started
-
-        model = module.model.to(device).eval()
-        measured = measurements(cfg, model, data, attack)
-        checkpoint = store.save_checkpoint(job_dir, model, cfg.model, data.input_shape, data.num_classes)
-        metrics = {
-            **record, **measured, "epochs": trainer.current_epoch, "train_seconds": train_seconds,
-            "resumed_from_epoch": last.resumed_from, "epochs_this_attempt": last.trained_here,
-            "early_stopping": callbacks[-1].summary() if callbacks else None,
-            **describe(device), "tf32": {"training": tf32_flags(), "attack": ATTACK_TF32}, "checkpoint": checkpoint,
-        }
-        loggers.log_results(measured["curve"], {k: metrics[k] for k in ("clean_error", "train_error", "val_error")},
-                            job_dir / store.CHECKPOINT)
-        store.write_metrics(job_dir, metrics)
-        last.path.unlink(missing_ok=True)   # complete: nothing left to resume
-        return metrics
+        logger = loggers.start(cfg.get("logger"), job_dir, run_name or record["job_id"],
+                               f"{record['job_id']}-{attempt}", OmegaConf.to_container(cfg, resolve=True))
+        fitted = fit(cfg, job_dir, data, model, regularizer, attack, logger, resume_from)
+        return save_results(cfg, job_dir, data, attack, fitted, record, loggers)
     except SIGTERMException:   # SLURM's time limit or preemption: Lightning stopped at a batch boundary
         store.write_failure(job_dir, "interrupted by SIGTERM; run it again to resume from its last epoch")
         raise SystemExit(128 + signal.SIGTERM) from None   # not 0: the job did not finish
@@ -218,3 +195,57 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
         raise
     finally:
         loggers.finish()
+
+
+def job_record(cfg: DictConfig, job_dir: Path, began: float, attempt: int, extra: dict[str, Any] | None
+               ) -> dict[str, Any]:
+    """What metrics.json says of the attempt itself: which job, when, where, with which code and packages."""
+    return {"job_id": cfg.get("job_id") or job_dir.name, "seed": cfg.seed, "started": began, "attempt": attempt,
+            "choices": OmegaConf.to_container(cfg.choices) if cfg.get("choices") else {},
+            "node": socket.gethostname(), "versions": versions(), "code": provenance.code(), **(extra or {})}
+
+
+def fit(cfg: DictConfig, job_dir: Path, data: Any, model: torch.nn.Module, regularizer: Any, attack: Any,
+        logger: Any, resume_from: Path | None) -> Fitted:
+    """Lightning's fit of the job's module, from last.ckpt when an earlier attempt left one."""
+    from pytorch_lightning.plugins.environments import LightningEnvironment
+
+    from pipeline.module import AdversarialModule
+    from pipeline.resume import LastEpoch
+
+    callbacks, val_attack = early_stopping(cfg, attack.clip)
+    scheduler = instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None
+    module = AdversarialModule(model, regularizer, instantiate(cfg.optimizer, "optimizer"), scheduler, val_attack)
+    # One job is one process: never let Lightning read SLURM's or torchrun's world size.
+    # inference_mode=False: validation runs under no_grad instead, which FGSM's enable_grad can lift.
+    # enable_checkpointing=True admits LastEpoch; with a checkpoint callback present Lightning adds none of its own.
+    last = LastEpoch(job_dir, data.train_dataloader())
+    trainer = instantiate(cfg.trainer, "trainer", logger=logger or False, default_root_dir=str(job_dir),
+                          plugins=[LightningEnvironment()], enable_checkpointing=True,
+                          callbacks=[*callbacks, *configured_callbacks(cfg, logger), last],
+                          inference_mode=val_attack is None,
+                          accelerator=job_accelerator(cfg.trainer.get("accelerator", "auto")))
+    device = place(trainer, data, model)
+    batches = last.batches = data.train_dataloader()   # over the tensors on the device now
+    started = time.perf_counter()
+    trainer.fit(module, batches, data.val_dataloader(), ckpt_path=resume_from)
+    return Fitted(module.model.to(device).eval(), device, trainer.current_epoch, time.perf_counter() - started,
+                  last, callbacks)
+
+
+def save_results(cfg: DictConfig, job_dir: Path, data: Any, attack: Any, fitted: Fitted, record: dict[str, Any],
+                 loggers: JobLoggers) -> dict[str, Any]:
+    """The trained model's measurements, its checkpoint and metrics.json (the job is complete once it exists)."""
+    measured = measurements(cfg, fitted.model, data, attack)
+    checkpoint = store.save_checkpoint(job_dir, fitted.model, cfg.model, data.input_shape, data.num_classes)
+    metrics = {
+        **record, **measured, "epochs": fitted.epochs, "train_seconds": fitted.seconds,
+        "resumed_from_epoch": fitted.last.resumed_from, "epochs_this_attempt": fitted.last.trained_here,
+        "early_stopping": fitted.callbacks[-1].summary() if fitted.callbacks else None,
+        **describe(fitted.device), "tf32": {"training": tf32_flags(), "attack": ATTACK_TF32}, "checkpoint": checkpoint,
+    }
+    loggers.log_results(measured["curve"], {k: metrics[k] for k in ("clean_error", "train_error", "val_error")},
+                        job_dir / store.CHECKPOINT)
+    store.write_metrics(job_dir, metrics)
+    fitted.last.path.unlink(missing_ok=True)   # complete: nothing left to resume
+    return metrics
