@@ -207,9 +207,12 @@ def models_table(results: Results) -> pd.DataFrame:
 
 
 def models_section(doc: Document, results: Results, plots: Path | None = None) -> None:
-    """The lead section: the sweep's own settings side by side (models_table), and their curves over ε."""
+    """The lead section: the sweep's own settings side by side (models_table), what the columns are, and the curves
+    over ε."""
     transfer = results.transfer_settings
+    not_learned = flagged_checks(results.diagnostics, job_settings(results.summary), CHANCE)
     doc.heading("Models side by side")
+    doc.table(models_table(results))          # the numbers first: the first screen of the report
     doc.text("Per model (a setting: its jobs are its seeds), mean ± 95% interval over seeds: test error and mean "
              "confidence on clean inputs; the robustness curve: at each ε, the error under the strongest attack of "
              "the honest evaluation (per example, any attack that fooled it, at the clipping of the job's own attack) "
@@ -217,9 +220,8 @@ def models_section(doc: Document, results: Results, plots: Path | None = None) -
              "measured at each ε, linear between them; > ε: not within the largest ε evaluated)"
              + (f"; the mean error that the other models' examples cause on it (transfer in) and that its examples "
                 f"cause on them (transfer out), FGSM at ε={transfer['eps'].max():g}" if not transfer.empty else "")
-             + "; the diagnostics flagged on some of its jobs (see \"Can these numbers be trusted?\"). "
-             + NOT_LEARNED)
-    doc.table(models_table(results))
+             + "; the diagnostics flagged on some of its jobs (see \"Can these numbers be trusted?\")."
+             + (" " + NOT_LEARNED if len(not_learned) else ""))
     if plots is not None:
         for column, ylabel in (("error", "FGSM error rate"), ("confidence", "mean confidence under FGSM")):
             plot_curves(results.summary, column, plots / f"{column}_vs_eps.png", ylabel)
