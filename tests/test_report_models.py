@@ -4,10 +4,12 @@ with FGSM's beside it, the ε that fools half the test set, transfer in and out,
 figure of the paper; the same sweep on MNIST's digits adds the paper's section after it. Example mosaics say
 "true → predicted" under each image; wide tables scroll inside their box at 1400 px with the first column held.
 
-The sweeps are planned for real (their job configs, as the report reads them); their numbers are small tables."""
+The sweeps are planned for real (their job configs, as the report reads them); their numbers are small tables. One
+slow test runs such a sweep whole (about 20 s)."""
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from pipeline.report.plots import Examples, examples_figure
 from pipeline.report.sweep_report import eps_fooling_half, paper_claims, write_report
 from pipeline.stages.plan import plan
 from tests.support.chromium import Browser
+from tests.support.commands import run_command
 from tests.support.configs import compose as compose_job
 
 EPSILONS = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
@@ -197,3 +200,48 @@ def test_a_wide_table_scrolls_in_its_box_with_the_model_column_held_at_1400_px(o
     assert shown["after"][0] == pytest.approx(shown["before"][0]), shown  # the model column stays in place
     assert shown["after"][1] < shown["before"][1] - 100, shown            # while the numbers move under it
     assert shown["last"] <= shown["right"] + 1, shown                     # and the last column comes into view
+
+
+# The researcher's package for the whole sweep below: plain torch, for 8×8 images of 3 classes.
+OWN_CLASSES = """
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class TinyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+
+    def forward(self, x):
+        return self.body(x)
+"""
+
+
+@pytest.mark.slow
+def test_a_whole_sweep_of_your_classes_on_your_npz_reports_them_first(npz, tmp_path):
+    """Plan, train (1 epoch), transfer, evaluate and report for real (about a minute on 2 cores)."""
+    (tmp_path / "ownnets").mkdir()
+    (tmp_path / "ownnets" / "__init__.py").write_text(textwrap.dedent(OWN_CLASSES))
+    sweep_dir = tmp_path / "sweep"
+    done = run_command(["jobs.sweep", "+sweep.grid.model._target_='ownnets.Net,ownnets.TinyNet'",
+                        "sweep.grid.regularizer=none", "data=arrays", f"data.path={npz}", f"dir={sweep_dir}",
+                        "sweep.add=['trainer.max_epochs=1']", "cluster.num_cpus=1", "report.images=3",
+                        "evaluation.attacks.apgd.steps=5", "evaluation.attacks.autoattack.components=[apgd-ce]"],
+                       timeout=600, PYTHONPATH=f"{Path(__file__).resolve().parent.parent}:{tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    markdown = (sweep_dir / "report.md").read_text()
+    assert sections(markdown)[0] == "Models side by side"
+    assert sorted(lead_table(markdown)) == ["ownnets.Net,none", "ownnets.TinyNet,none"]
+    assert "ε=0.25 strongest" in lead_table(markdown)["ownnets.Net,none"]
+    for papers in ("Paper vs this run", "Verdicts", "NOT RUN", "The paper's figures"):
+        assert papers not in markdown, papers
+    assert len(list((sweep_dir / "plots").glob("examples_*.png"))) == 2
