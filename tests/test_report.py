@@ -121,6 +121,13 @@ def test_both_renderings_hold_the_same_cells_with_numbers_right_aligned(tmp_path
     assert "| claim | error | seeds | note | verdict |\n|---|---:|---:|---|---|" in markdown
 
 
+def test_flagged_numbers_and_bounds_are_numbers_too():
+    from pipeline.report.document import numeric
+
+    assert numeric(["99.1% ⚑", "> 0.3", "0.12 ± 0.03", "–"]) and numeric(["84.9 ± 2.4% ⚑"])
+    assert not numeric(["chance_error", "0.3"]) and not numeric(["⚑"]) and not numeric(["> mynet"])
+
+
 def test_verdicts_are_badges_by_their_leading_word_and_counted_at_the_top(tmp_path):
     doc = report(tmp_path)
     markup, markdown = doc.html(tmp_path), doc.markdown()

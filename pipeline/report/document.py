@@ -27,9 +27,10 @@ from pipeline.paper.verdicts import VERDICTS
 VERDICT_COLUMN = "verdict"            # a table's cells in this column are drawn as verdict badges
 # A verdict is the leading word of a cell, so that "PASS (1 seed)" counts and looks like PASS.
 _LEADING_VERDICT = re.compile("(" + "|".join(map(re.escape, VERDICTS)) + r")\b")
-# A number as the report prints it: 0.25, 99.9%, −3, 1,000, 84.9 ± 2.4%, 1e-05.
+# A number as the report prints it: 0.25, 99.9%, −3, 1,000, 84.9 ± 2.4%, 1e-05, a bound (> 0.3) and a flagged one
+# (99.1% ⚑).
 _NUMBER = r"[−+-]?\d[\d,]*(?:\.\d+)?(?:e[−+-]?\d+)?%?"
-_NUMERIC = re.compile(rf"{_NUMBER}(?: ± {_NUMBER})?")
+_NUMERIC = re.compile(rf"(?:> )?{_NUMBER}(?: ± {_NUMBER})?(?: ⚑)?")
 _PLACEHOLDERS = {"", "–", "—", "-", "nan", "None"}   # empty cells, which say nothing about a column's alignment
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """
