@@ -12,7 +12,7 @@ before any of that: did the model learn? Clean error or confidence near chance m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -117,3 +117,12 @@ def chance_confidence(confidence: float, classes: int, threshold: float) -> Read
 def exact_gap(exact: float, strongest: float, threshold: float) -> Reading:
     """exact − strongest on a model affine in x: anything above 0 is an attack failure."""
     return Reading(exact - strongest, threshold)
+
+
+def minimum_norm_gap(curve: Mapping[float, float], fixed: Iterable[tuple[float, float]], threshold: float
+                     ) -> Reading:
+    """The largest excess of a fixed-ε attack's error (ε, error) over the minimum-norm curve's error at the same ε:
+    both bound the same robustness from above, so a curve well below an attack means the minimum-norm attack
+    stopped short (or, were the curve the truth, the attack's number would be impossible): one of the two failed."""
+    gaps = [error - curve[eps] for eps, error in fixed if eps in curve]
+    return Reading(max(gaps, default=0.0), threshold)

@@ -1,4 +1,5 @@
-"""L∞ attacks: FGSM (one gradient for a whole ε curve), PGD and APGD-CE, behind one protocol (`Attack`: `perturb` a
+"""L∞ attacks: FGSM (one gradient for a whole ε curve), PGD, APGD-CE and a minimum-norm attack (FAB: every ε from
+one run), behind one protocol (`Attack`: `perturb` a
 batch at one ε; `curve` at every ε). A new attack is one module here with a subclass of `Attack` and a YAML in
 conf/attack/.
 """
@@ -9,8 +10,10 @@ from pipeline.attacks.pgd import PGD, pgd
 from pipeline.attacks.apgd import APGD, apgd
 from pipeline.attacks.exact import Exact, is_affine, worst_case
 from pipeline.attacks.autoattack import AutoAttack, autoattack
+from pipeline.attacks.minimum_norm import MinimumNorm, smallest
 from pipeline.attacks.transfer import transfer_rows
 
 __all__ = ["APGD", "Attack", "AutoAttack", "autoattack", "Clip", "Curve", "Exact", "FGSM", "PGD", "apgd", "as_clip",
            "attack_mode", "check_eps", "clean_scores", "costs_and_gradient", "fgsm", "fgsm_curve", "input_gradient",
-           "is_affine", "pgd", "predict", "project", "scores", "step", "transfer_rows", "worst_case"]
+           "is_affine", "MinimumNorm", "pgd", "predict", "project", "scores", "smallest", "step", "transfer_rows",
+           "worst_case"]

@@ -7,8 +7,13 @@ fooled_new, seconds, where `evaluation` is
     <attack name>   each attack of the sweep's `evaluation.attacks` (FGSM with true or predicted labels,
                     random-start FGSM, PGD, APGD-CE, AutoAttack) at each of `evaluation.epsilons`, for each of
                     `evaluation.clips` ("none": the paper's unclipped attack; "0-1": clipped to the pixel range;
-                    AutoAttack is clipped only). In the configured order; `fooled_new`: the examples it fooled that
-                    the attacks before it did not; `seconds`: its time for every ε of that clipping
+                    AutoAttack is clipped only; an attack with its own `epsilons` only at those). In the configured
+                    order; `fooled_new`: the examples it fooled that the attacks before it did not; `seconds`: its
+                    time for every ε of that clipping
+    minimum_norm    (pipeline.attacks.MinimumNorm, clipped only) one run gives each example's smallest fooling ε,
+                    hence its error at every ε: the curve; `strongest` takes it in like any attack
+    minimum_norm:median_eps   its `eps` the smallest ε that fools at least half the test set (inf: none found
+                    that does; in pixel units, comparable across data sets), its error the share fooled there
     autoattack:<component>   AutoAttack's components (apgd-ce, apgd-t, fab-t, square in `standard`), in its own
                     order, run on the examples the attacks before it left standing (at most its `limit`): each
                     row's `fooled_new` is what that component added, its error the share fooled so far, its
@@ -37,11 +42,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import diagnostics, store
-from pipeline.attacks import AutoAttack, Clip, Exact, as_clip, clean_scores, is_affine, predict, transfer_rows
+from pipeline.attacks import (AutoAttack, Clip, Exact, MinimumNorm, as_clip, clean_scores, is_affine, predict,
+                              transfer_rows)
 from pipeline.clipping import clip_name
 from pipeline.config import instantiate
 from pipeline.data import test_set
 from pipeline.devices import full_float32, task_device
+from pipeline.errors import ConfigError
 from pipeline.planned_job import Job
 from pipeline.provenance import EVALUATION_ENTRY, fingerprint
 from pipeline.stages.sweep_dir import (DIAGNOSTICS, EVALUATIONS, TRANSFER, checkpoints, complete_jobs, job_dir, say,
@@ -52,6 +59,7 @@ COLUMNS = ["job_id", "evaluation", "clip", "eps", "error", "confidence", "confid
 DIAGNOSTICS_COLUMNS = ["job_id", "check", "value", "threshold", "flag"]
 NAN = float("nan")
 UNATTACKED = "autoattack:unattacked"   # the share of examples left standing that AutoAttack's `limit` skipped
+MEDIAN_EPS = "median_eps"              # `<minimum-norm attack>:median_eps`: the ε that fools half the test set
 
 
 def ordered_rows(name: str, rows: list[dict], wrong: torch.Tensor, before: torch.Tensor) -> list[dict]:
@@ -85,6 +93,38 @@ def autoattack_rows(attack: AutoAttack, model: torch.nn.Module, x: torch.Tensor,
     return rows, wrong
 
 
+def median_row(name: str, clip: str, norms: torch.Tensor) -> dict:
+    """The smallest ε at which at least half the examples are fooled (the ⌈N/2⌉-th smallest fooling ε)."""
+    eps = float(norms.kthvalue((len(norms) + 1) // 2).values)
+    return {"evaluation": f"{name}:{MEDIAN_EPS}", "clip": clip, "eps": eps,
+            "error": float((norms <= eps).float().mean()), "confidence": NAN, "confidence_wrong": NAN,
+            "fooled_new": NAN, "seconds": NAN}
+
+
+def attack_curve(attack: Any, name: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, clip: str,
+                 epsilons: Sequence[float], batch_size: int) -> tuple[list[dict], torch.Tensor]:
+    """One attack's rows at `epsilons` and which examples [K, N] it fooled; a minimum-norm attack adds its
+    median row (from the same run)."""
+    if isinstance(attack, MinimumNorm):
+        adv, norms = attack.norms(model, x, y, batch_size)
+        curve, extra = attack.curve_from(model, x, y, epsilons, adv, norms), [median_row(name, clip, norms)]
+    else:
+        curve, extra = attack.curve(model, x, y, list(epsilons), batch_size=batch_size), []
+    return [{"clip": clip, **row} for row in curve.rows()] + extra, curve.wrong
+
+
+def chosen_epsilons(name: str, attack_config: Mapping[str, Any], epsilons: Sequence[float]) -> list[int]:
+    """Indices into `epsilons` where the attack runs: its own `epsilons` (null or absent: every ε)."""
+    own = attack_config.get("epsilons")
+    if own is None:
+        return list(range(len(epsilons)))
+    at = [k for k, eps in enumerate(epsilons) if any(abs(eps - e) < 1e-9 for e in own)]
+    if not at:
+        raise ConfigError(f"evaluation.attacks.{name}.epsilons={list(own)} holds no ε of evaluation.epsilons="
+                          f"{list(epsilons)}: add one, or set evaluation.attacks.{name}.epsilons=null (every ε)")
+    return at
+
+
 def attack_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Any],
                 clips: Sequence[Sequence[float] | None], epsilons: Sequence[float], batch_size: int,
                 exact: bool = False, job_id: str = "") -> list[dict]:
@@ -110,22 +150,26 @@ def evaluate_attacks(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, a
             exact_rows, foolable = [{"evaluation": "exact", "clip": name_of_clip, **row, "fooled_new": NAN}
                                     for row in curve.rows()], curve.wrong
         for name, attack_config in attacks.items():
-            attack = instantiate(OmegaConf.create(dict(attack_config)), f"evaluation.attacks.{name}",
+            at = chosen_epsilons(name, attack_config, epsilons)
+            attack_config = {key: value for key, value in attack_config.items() if key != "epsilons"}
+            attack = instantiate(OmegaConf.create(attack_config), f"evaluation.attacks.{name}",
                                  clip=list(clip) if clip is not None else None)
             if not attack.accepts(as_clip(clip)):
                 continue
             attack.stream = (job_id, name)
             started, first = time.perf_counter(), len(rows)
+            its_epsilons, wrong = [epsilons[k] for k in at], torch.zeros_like(before)
             if isinstance(attack, AutoAttack):
-                component_rows, wrong = autoattack_rows(attack, model, x, y, name_of_clip, epsilons, before, foolable)
+                component_rows, wrong[at] = autoattack_rows(attack, model, x, y, name_of_clip, its_epsilons,
+                                                            before[at], foolable[at])
                 rows += component_rows
                 rows += ordered_rows(name, [{"clip": name_of_clip, "eps": e, "error": float(w.float().mean()),
                                              "confidence": NAN, "confidence_wrong": NAN}
-                                            for e, w in zip(epsilons, wrong)], wrong, before)
+                                            for e, w in zip(its_epsilons, wrong[at])], wrong[at], before[at])
             else:
-                curve = attack.curve(model, x, y, list(epsilons), batch_size=batch_size)
-                wrong = curve.wrong
-                rows += ordered_rows(name, [{"clip": name_of_clip, **row} for row in curve.rows()], wrong, before)
+                curve_rows, wrong[at] = attack_curve(attack, name, model, x, y, name_of_clip, its_epsilons,
+                                                     batch_size)
+                rows += ordered_rows(name, curve_rows[:len(at)], wrong[at], before[at]) + curve_rows[len(at):]
             for row in rows[first:]:        # the attack's time at every ε of this clipping, on its rows
                 row.setdefault("seconds", time.perf_counter() - started)
             before = before | wrong
@@ -207,7 +251,23 @@ def job_diagnostics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ro
     exact = error_of(rows, "exact", clip, eps)
     if exact is not None:
         checks["exact_gap"] = diagnostics.exact_gap(exact, strongest, limits["exact_gap"])
+    if "minimum_norm_gap" in limits:
+        checks.update(minimum_norm_checks(rows, settings["attacks"], clip, limits["minimum_norm_gap"]))
     return checks
+
+
+def minimum_norm_checks(rows: list[dict], attacks: Mapping[str, Any], clip: str, threshold: float
+                        ) -> dict[str, diagnostics.Reading]:
+    """`minimum_norm_gap` at every ε: each fixed-ε attack's own rows (and the exact ones) against the curve of the
+    minimum-norm attack (AutoAttack's rows and `strongest` are unions that hold the curve itself)."""
+    names = [name for name, a in attacks.items() if a["_target_"].endswith("MinimumNorm")]
+    if not names:
+        return {}
+    curve = {r["eps"]: r["error"] for r in rows if r["evaluation"] == names[0] and r["clip"] == clip}
+    unions = {"strongest", *names, *(name for name, a in attacks.items() if a["_target_"].endswith("AutoAttack"))}
+    fixed = [(r["eps"], r["error"]) for r in rows if r["clip"] == clip and r["evaluation"] not in unions
+             and ":" not in r["evaluation"] and r["evaluation"] not in ("rubbish", "one_member")]
+    return {"minimum_norm_gap": diagnostics.minimum_norm_gap(curve, fixed, threshold)}
 
 
 def check_rows(job_id: str, checks: Mapping[str, diagnostics.Reading]) -> list[dict]:
