@@ -11,7 +11,6 @@ from omegaconf import OmegaConf
 from pipeline.attacks import Exact, MinimumNorm, attack_mode
 from pipeline.attacks.exact import affine_weights
 from pipeline.config import CONF_DIR
-from pipeline.errors import ConfigError
 from pipeline.stages.evaluate import evaluate_attacks, minimum_norm_checks
 
 EPSILONS = [0.02, 0.05, 0.08, 0.1, 0.15, 0.25]
@@ -108,7 +107,9 @@ def test_the_diagnostic_fires_when_the_curve_falls_below_a_fixed_eps_attack(soft
     assert check.flag and check.value == pytest.approx(working.value + 0.05, abs=0.05)
 
 
-def test_an_attack_eps_outside_the_evaluation_is_one_line(softmax):
+def test_an_attack_whose_eps_the_evaluation_does_not_ask_for_runs_at_every_eps(softmax):
+    """AutoAttack's `epsilons: [0.25]` restricts it where the evaluation asks for 0.25; at [0.02, 0.05] it is never
+    dropped."""
     model, x, y = softmax
-    with pytest.raises(ConfigError, match=r"autoattack.epsilons=\[0.3\] holds no ε of evaluation.epsilons=\[0.25\]"):
-        evaluate_attacks(model, x[:5], y[:5], attacks([0.3]), [[0.0, 1.0]], [0.25], 100)
+    rows, _ = evaluate_attacks(model, x[:20], y[:20], attacks([0.25]), [[0.0, 1.0]], [0.02, 0.05], 100)
+    assert [r["eps"] for r in rows if r["evaluation"] == "autoattack"] == [0.02, 0.05]

@@ -48,7 +48,6 @@ from pipeline.clipping import clip_name
 from pipeline.config import instantiate
 from pipeline.data import test_set
 from pipeline.devices import full_float32, task_device
-from pipeline.errors import ConfigError
 from pipeline.planned_job import Job
 from pipeline.provenance import EVALUATION_ENTRY, fingerprint
 from pipeline.stages.sweep_dir import (DIAGNOSTICS, EVALUATIONS, TRANSFER, checkpoints, complete_jobs, job_dir, say,
@@ -113,16 +112,12 @@ def attack_curve(attack: Any, name: str, model: torch.nn.Module, x: torch.Tensor
     return [{"clip": clip, **row} for row in curve.rows()] + extra, curve.wrong
 
 
-def chosen_epsilons(name: str, attack_config: Mapping[str, Any], epsilons: Sequence[float]) -> list[int]:
-    """Indices into `epsilons` where the attack runs: its own `epsilons` (null or absent: every ε)."""
-    own = attack_config.get("epsilons")
-    if own is None:
-        return list(range(len(epsilons)))
+def chosen_epsilons(attack_config: Mapping[str, Any], epsilons: Sequence[float]) -> list[int]:
+    """Indices into `epsilons` where the attack runs: those of its own `epsilons` the evaluation asks for; every ε
+    when it has none of its own (null or absent) or the evaluation asks for none of them (never dropped)."""
+    own = attack_config.get("epsilons") or []
     at = [k for k, eps in enumerate(epsilons) if any(abs(eps - e) < 1e-9 for e in own)]
-    if not at:
-        raise ConfigError(f"evaluation.attacks.{name}.epsilons={list(own)} holds no ε of evaluation.epsilons="
-                          f"{list(epsilons)}: add one, or set evaluation.attacks.{name}.epsilons=null (every ε)")
-    return at
+    return at or list(range(len(epsilons)))
 
 
 def attack_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Any],
@@ -150,7 +145,7 @@ def evaluate_attacks(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, a
             exact_rows, foolable = [{"evaluation": "exact", "clip": name_of_clip, **row, "fooled_new": NAN}
                                     for row in curve.rows()], curve.wrong
         for name, attack_config in attacks.items():
-            at = chosen_epsilons(name, attack_config, epsilons)
+            at = chosen_epsilons(attack_config, epsilons)
             attack_config = {key: value for key, value in attack_config.items() if key != "epsilons"}
             attack = instantiate(OmegaConf.create(attack_config), f"evaluation.attacks.{name}",
                                  clip=list(clip) if clip is not None else None)
