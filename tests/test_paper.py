@@ -345,7 +345,7 @@ def claim_rows(report: str) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_cpu_experiment_report_opens_with_every_claim_and_a_computed_verdict(cpu_sweep):
+def test_cpu_experiment_report_has_every_claim_with_a_computed_verdict_after_the_models(cpu_sweep):
     report = (cpu_sweep / "report.md").read_text()
     sections = [line for line in report.splitlines() if line.startswith("## ")]
     assert sections[:2] == ["## Models side by side", "## Paper vs this run"]    # the sweep's own models lead
