@@ -222,10 +222,40 @@ def models_section(doc: Document, results: Results, plots: Path | None = None) -
                 f"cause on them (transfer out), FGSM at ε={transfer['eps'].max():g}" if not transfer.empty else "")
              + "; the diagnostics flagged on some of its jobs (see \"Can these numbers be trusted?\")."
              + (" " + NOT_LEARNED if len(not_learned) else ""))
+    minimum_norm_section(doc, results)
     if plots is not None:
         for column, ylabel in (("error", "FGSM error rate"), ("confidence", "mean confidence under FGSM")):
             plot_curves(results.summary, column, plots / f"{column}_vs_eps.png", ylabel)
             doc.image(f"{PLOTS}/{column}_vs_eps.png", f"{ylabel} vs ε (mean over seeds, 95% interval)")
+
+
+def minimum_norm_section(doc: Document, results: Results) -> None:
+    """Per setting: the minimum-norm attack's curve (one run, clipped to [0, 1]) at each ε and its median smallest
+    fooling ε, mean ± 95% interval over seeds; nothing when the evaluation ran no minimum-norm attack."""
+    rows = results.evaluations
+    found = rows[rows["evaluation"].str.endswith(":median_eps")] if not rows.empty else rows
+    if found.empty:
+        return
+    settings = job_settings(results.summary)
+    curve = rows[rows["evaluation"] == found["evaluation"].iloc[0].split(":")[0]]
+    table = curve.assign(setting=curve["job_id"].map(settings)).pivot_table(
+        index="setting", columns="eps", values="error", aggfunc=interval)
+    table.columns = [f"ε={eps:g}" for eps in table.columns]
+
+    def median(values: pd.Series) -> str:
+        if not values.map(math.isfinite).all():
+            return "∞ (half never fooled)"
+        e = estimate(values)
+        return f"{e.mean:.3g}" + ("" if math.isnan(e.half) else f" ± {e.half:.2g}")
+
+    medians = found.assign(setting=found["job_id"].map(settings)).groupby("setting")["eps"]
+    table["median smallest ε"] = medians.agg(median)
+    doc.heading("The curve from one minimum-norm attack")
+    doc.table(table.rename_axis("model").reset_index())
+    doc.text("Error at every ε from one run of a minimum-norm attack (FAB, clipped to [0, 1]): each example's "
+             "smallest fooling ε, so the curve never falls; median smallest ε: the ε that fools half the test set "
+             "(pixel units, comparable across data sets). `strongest` holds this curve per example; the diagnostic "
+             "minimum_norm_gap flags a curve below a fixed-ε attack at the same ε.")
 
 
 def files_table(results: Results) -> pd.DataFrame:
