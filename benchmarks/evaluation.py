@@ -27,6 +27,28 @@ def autoattack_growth(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, 
     return growth
 
 
+CURVE = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3]     # the issue's six ε
+
+
+def curve_cost(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: dict[str, Any]
+               ) -> dict[str, float]:
+    """Seconds of the evaluation stage's attacks and diagnostics for one job, side by side in one run: at ε = .25
+    as before the minimum-norm attack (every attack, AutoAttack included, at every ε asked for), and the six-ε curve
+    as shipped (the curve from one FAB run, AutoAttack at its own `epsilons`)."""
+    from pipeline.stages.evaluate import evaluate_attacks, job_diagnostics
+
+    before = {name: {k: v for k, v in a.items() if k != "epsilons"} for name, a in settings["attacks"].items()
+              if not a["_target_"].endswith("MinimumNorm")}
+    seconds = {}
+    for label, attacks, epsilons in (("today", before, [0.25]), ("curve", settings["attacks"], CURVE)):
+        started = time.perf_counter()
+        rows, fooled = evaluate_attacks(model, x, y, attacks, settings["clips"], epsilons, settings["batch_size"],
+                                        settings["exact"])
+        job_diagnostics(model, x, y, rows, fooled, epsilons, [], {**settings, "attacks": attacks})
+        seconds[label] = time.perf_counter() - started
+    return seconds
+
+
 def bench_evaluation(examples: int, epochs: int = 2, limits: tuple[int, ...] = ()) -> dict[str, Any]:
     """{"per_model": {model: {attack: seconds (both clippings), "diagnostics": seconds, "total": seconds}}} on
     `examples` test digits, and AutoAttack's cost on the maxout by survivors attacked (`limits`, at ε = .05)."""
@@ -39,7 +61,7 @@ def bench_evaluation(examples: int, epochs: int = 2, limits: tuple[int, ...] = (
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))   # the file is sorted by digit
     x, y = x[order], y[order]
     x_train, y_train, x_test, y_test = x[:4000], y[:4000], x[4000:4000 + examples], y[4000:4000 + examples]
-    result, growth = {}, {}
+    result, growth, curves = {}, {}, {}
     for name in ("softmax", "maxout"):
         model = train(make_model(name, torch.device("cpu")), x_train, y_train, epochs)
         started = time.perf_counter()
@@ -53,4 +75,5 @@ def bench_evaluation(examples: int, epochs: int = 2, limits: tuple[int, ...] = (
                         "diagnostics": time.perf_counter() - evaluated, "total": time.perf_counter() - started}
         if name == "maxout" and limits:
             growth = autoattack_growth(model, x_test, y_test, limits, 0.05)
-    return {"examples": examples, "per_model": result, "autoattack_growth": growth}
+        curves[name] = curve_cost(model, x_test, y_test, settings)
+    return {"examples": examples, "per_model": result, "autoattack_growth": growth, "curve_cost": curves}

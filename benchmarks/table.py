@@ -98,6 +98,11 @@ def count_rows(report: dict[str, Any]) -> list[str]:
         split = ", ".join(f"{name} {seconds(value)}" for name, value in times.items() if name != "total")
         lines.append(row("evaluation stage per job, by attack (both clippings)", model,
                          f"{evaluation['examples']:,}", f"{seconds(times['total'])}: {split}", "", "", "timed", ""))
+    for model, cost in (evaluation or {}).get("curve_cost", {}).items():
+        lines.append(row("evaluation stage per job: the six-ε curve vs one ε before it", model,
+                         f"{evaluation['examples']:,}", f"ε=.05-.3, the curve: {seconds(cost['curve'])}",
+                         f"ε=.25, before the curve: {seconds(cost['today'])}",
+                         f"{cost['curve'] / cost['today']:.2f}×", "≤ 1.5×", "timed"))
     for limit, parts in (evaluation or {}).get("autoattack_growth", {}).items():
         split = ", ".join(f"{name} {seconds(value)}" for name, value in parts.items() if name != "attacked")
         total = sum(value for name, value in parts.items() if name != "attacked")
