@@ -107,11 +107,13 @@ def chance_error(clean_error: float, classes: int, threshold: float) -> Reading:
     return Reading(clean_error / (1 - 1 / classes), threshold)
 
 
-def chance_confidence(confidence: float, classes: int, threshold: float) -> Reading:
+def chance_confidence(confidence: float, classes: int, threshold: float, normalized: bool = True) -> Reading:
     """How far the mean clean confidence stays below certainty, as a share of a guess's distance 1 − 1/K: 0 for a
     model always certain, 1 for one whose outputs are uniform (confidence 1/K). A model can leave chance's error
-    behind while its outputs stay near uniform (a conv net after 3 epochs of SGD: 42% error, 11.9% confidence)."""
-    return Reading((1 - confidence) / (1 - 1 / classes), threshold)
+    behind while its outputs stay near uniform (a conv net after 3 epochs of SGD: 42% error, 11.9% confidence).
+    Only where the class probabilities sum to 1: the paper's per-class RBF is unconfident by design (a trained one:
+    20% error at 16% confidence), so its confidence says nothing of chance (NaN: never flagged)."""
+    return Reading((1 - confidence) / (1 - 1 / classes) if normalized else float("nan"), threshold)
 
 
 def exact_gap(exact: float, strongest: float, threshold: float) -> Reading:

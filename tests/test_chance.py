@@ -99,3 +99,25 @@ def test_its_numbers_under_attack_carry_the_flag_in_the_report(sweep):
     assert not conv[header.index("clean error")].strip().endswith("⚑")        # the clean numbers are not attacked
     table = attack_table(sweep.summary, sweep.evaluations, "0-1", EPS, ["conv"]).set_index("setting")
     assert table.loc["conv", "pgd"].endswith("⚑") and not table.loc["softmax", "pgd"].endswith("⚑")
+
+
+def test_a_model_unconfident_by_design_is_judged_by_its_error_alone(mnist_splits):
+    """The paper's RBF: per-class probabilities that do not sum to 1, low far from its data; trained, it is right
+    most of the time at a low confidence, and that is no sign of chance."""
+    from pipeline.diagnostics import chance_confidence
+    from pipeline.models import RBF
+    from pipeline.regularizers import Regularizer
+    from tests.support.training import train_sgd
+
+    (x, y), (x_test, y_test) = mnist_splits
+
+    def build() -> RBF:   # centers at the class means, as a job starts it
+        model = RBF(x.shape[1:], 10)
+        model.initialize(x[:1000], y[:1000])
+        return model
+
+    rbf = train_sgd(build, x[:1000], y[:1000], Regularizer(), epochs=3)
+    checks = evaluated("rbf", rbf, x_test[:200], y_test[:200])["diagnostics"].set_index("check")
+    assert checks.loc["chance_error", "value"] < 0.5 and not checks.loc["chance_error", "flag"]
+    assert pd.isna(checks.loc["chance_confidence", "value"]) and not checks.loc["chance_confidence", "flag"]
+    assert chance_confidence(0.1, 10, 0.8).flag and not chance_confidence(0.1, 10, 0.8, normalized=False).flag

@@ -42,6 +42,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import diagnostics, store
+from pipeline.adapter import probabilities
 from pipeline.attacks import (AutoAttack, Clip, Exact, MinimumNorm, as_clip, clean_scores, is_affine, predict,
                               transfer_rows)
 from pipeline.clipping import clip_name
@@ -215,11 +216,13 @@ def job_diagnostics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ro
     eps, clip, generator = float(limits["eps"]), "0-1", torch.Generator().manual_seed(0)
     confidence, predicted = predict(model, x)
     with torch.no_grad():
-        classes = int(model(x[:1]).shape[1])
+        logits = model(x[:100])
+    classes, summed = int(logits.shape[1]), probabilities(model, logits).sum(dim=1)
+    normalized = bool(torch.allclose(summed, torch.ones_like(summed), atol=1e-4))
     checks = {"chance_error": diagnostics.chance_error(float((predicted != y).float().mean()), classes,
                                                        limits["chance_error"]),
               "chance_confidence": diagnostics.chance_confidence(float(confidence.mean()), classes,
-                                                                 limits["chance_confidence"]),
+                                                                 limits["chance_confidence"], normalized),
               "zero_gradients": diagnostics.zero_gradients(model, x, y, limits["zero_gradients"]),
               "stochastic": diagnostics.stochastic_outputs(model, x, limits["stochastic"]),
               "probabilities": diagnostics.probability_outputs(model, x, limits["probabilities"]),
