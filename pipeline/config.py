@@ -112,7 +112,7 @@ def compose_job(overrides: Sequence[str], config_name: str = "config") -> DictCo
         cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
     except HydraException as error:
         raise ConfigError(f"cannot compose a job from {list(overrides)}: {str(error).splitlines()[0]}") from None
-    chosen = choices(cfg.hydra.runtime.choices, cfg.model)
+    chosen = choices(cfg.hydra.runtime.choices, cfg.get("model") or {})   # a sweep's config has no model
     with open_dict(cfg):
         del cfg["hydra"]
         cfg.choices = chosen

@@ -9,8 +9,6 @@ import pytest
 import torch
 
 import pipeline.data
-from tests.support.configs import data_module
-from tests.support.training import train_sgd
 
 # What CI installs (or the tests install themselves): in CI (CI=true) a test skipped for lack of one is a failure.
 MUST_RUN_IN_CI = re.compile(r"slurm|chromium|torchattacks", re.IGNORECASE)
@@ -65,6 +63,8 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.fixture(scope="session")
 def mnist_splits():
     """Train and test splits of the default data config (mnist5k, 70/10/20)."""
+    from tests.support.configs import data_module   # here: a pytest run from another folder has no `tests` package
+
     data = data_module()
     return data.splits["train"], data.splits["test"]
 
@@ -75,6 +75,7 @@ def softmax_model(mnist_splits):
     (x, y), (x_test, y_test) = mnist_splits
     from pipeline.models import Softmax
     from pipeline.regularizers import Regularizer
+    from tests.support.training import train_sgd
 
     model = train_sgd(lambda: Softmax(x.shape[1:], int(y.max()) + 1), x, y, Regularizer(), epochs=5)
     return model, x_test[:500], y_test[:500]

@@ -24,6 +24,7 @@ QUICK_ROWS = [*["FGSM robustness curve, 10 ε"] * 2, *["FGSM, one ε (0.25)"] * 
               *["adversarial training step (α = 0.5)"] * 2, *["Lightning training epoch, on-device data"] * 2,
               "adversarial step passes (hooks)", "transfer stage, M = 3 models, K = 4 ε",
               *["evaluation stage per job, by attack (both clippings)"] * 2,
+              *["evaluation stage per job: the six-ε curve vs one ε before it"] * 2,
               "planning: marginal cost per job, 60 → 300 jobs", "planning: `plan_only=true`, 1,002 jobs",
               "transfer stage, 2 models × S seeds, pairs=seed_matched", "transfer stage, 2 models × S seeds, pairs=all",
               "sweep on a two-node local Ray cluster", "per-job overhead", "Hydra multirun launchers", "the main job",

@@ -8,6 +8,8 @@ The sweeps are planned for real (their job configs, as the report reads them); t
 slow test runs such a sweep whole (about 20 s)."""
 from __future__ import annotations
 
+import itertools
+
 import re
 import textwrap
 from pathlib import Path
@@ -89,8 +91,10 @@ def sections(markdown: str) -> list[str]:
 
 
 def lead_table(markdown: str) -> dict[str, dict[str, str]]:
-    """The first section's table: model -> {column: cell}."""
-    lines = [line for line in markdown.split("\n## ")[1].splitlines() if line.startswith("|")]
+    """The first section's first table: model -> {column: cell}."""
+    section = markdown.split("\n## ")[1].splitlines()
+    start = next(i for i, line in enumerate(section) if line.startswith("|"))
+    lines = list(itertools.takewhile(lambda line: line.startswith("|"), section[start:]))
     header, *rows = ([cell.strip() for cell in line.strip("|").split("|")] for line in lines)
     return {cells[0]: dict(zip(header, cells)) for cells in rows[1:]}
 

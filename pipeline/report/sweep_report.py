@@ -250,7 +250,7 @@ def minimum_norm_section(doc: Document, results: Results) -> None:
 
     medians = found.assign(setting=found["job_id"].map(settings)).groupby("setting")["eps"]
     table["median smallest ε"] = medians.agg(median)
-    doc.heading("The curve from one minimum-norm attack")
+    doc.text("The curve from one minimum-norm attack, per model:")   # part of the models' section, not a section
     doc.table(table.rename_axis("model").reset_index())
     doc.text("Error at every ε from one run of a minimum-norm attack (FAB, clipped to [0, 1]): each example's "
              "smallest fooling ε, so the curve never falls; median smallest ε: the ε that fools half the test set "
