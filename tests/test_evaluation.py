@@ -75,15 +75,13 @@ def test_a_naive_maxout_raises_no_flag(mnist_splits):
 @pytest.mark.slow
 def test_an_adversarially_trained_maxout_without_dropout_is_flagged(mnist_splits):
     """The CPU experiment's masked model (README: FGSM error 35%, flat from ε = .15), smaller: no dropout, FGSM
-    adversarial training at ε = .25. Masking shows for most seeds, not all: over seeds 0-3 the strongest − FGSM gap
-    was .09, .19, .155, .17 (threshold .15), so three of four must be flagged."""
+    adversarial training at ε = .25 for 10 epochs. Masking shows on every seed tried (strongest − FGSM over seeds
+    0-3: .375, .465, .405, .515; threshold .15); after 5 epochs it was seed-dependent (.09 to .22), so not that."""
     (x, y), (x_test, y_test) = mnist_splits
-    flagged = 0
-    for seed in range(4):
+    for seed in (0, 1):
         model = train_sgd(lambda: Maxout(x.shape[1:], 10, units=64, pieces=5, input_dropout=0.0, hidden_dropout=0.0),
-                          x[:2000], y[:2000], Adversarial(0.5, EPS), epochs=5, seed=seed)
-        flagged += "single_step_gap" in flags(model, x_test[:200], y_test[:200])
-    assert flagged >= 3
+                          x[:2000], y[:2000], Adversarial(0.5, EPS), epochs=10, seed=seed)
+        assert "single_step_gap" in flags(model, x_test[:200], y_test[:200]), seed
 
 
 def test_random_and_probability_outputs_are_flagged(softmax):
