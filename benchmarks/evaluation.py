@@ -1,6 +1,7 @@
-"""The evaluation stage's time per job, split by attack: a softmax regression and a maxout net trained briefly on
-the embedded digits, evaluated as a sweep's evaluation task does (conf/sweep.yaml `evaluation`: every attack,
-both clippings, AutoAttack on what the others left standing, the exact rows, the diagnostics)."""
+"""The evaluation stage's time per job, split by attack: a softmax regression, a maxout net and an adversarially
+trained maxout (AutoAttack then has survivors to attack), trained briefly on the embedded digits and evaluated as a
+sweep's evaluation task does (conf/sweep.yaml `evaluation`: every attack, both clippings, AutoAttack on what the
+others left standing, the exact rows, the diagnostics)."""
 from __future__ import annotations
 
 import time
@@ -33,8 +34,8 @@ CURVE = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3]     # the issue's six ε
 def curve_cost(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: dict[str, Any]
                ) -> dict[str, float]:
     """Seconds of the evaluation stage's attacks and diagnostics for one job, side by side in one run: at ε = .25
-    as before the minimum-norm attack (every attack, AutoAttack included, at every ε asked for), and the six-ε curve
-    as shipped (the curve from one FAB run, AutoAttack at its own `epsilons`)."""
+    as before the minimum-norm attack (every attack at ε = .25), and the six-ε curve as shipped (the curve from one
+    FAB run and FGSM at every ε; the iterative attacks and AutoAttack at their own `epsilons`, .25)."""
     from pipeline.stages.evaluate import evaluate_attacks, job_diagnostics
 
     before = {name: {k: v for k, v in a.items() if k != "epsilons"} for name, a in settings["attacks"].items()
@@ -54,6 +55,7 @@ def bench_evaluation(examples: int, epochs: int = 2, limits: tuple[int, ...] = (
     `examples` test digits, and AutoAttack's cost on the maxout by survivors attacked (`limits`, at ε = .05)."""
     from pipeline.attacks import fgsm_curve
     from pipeline.data import mnist5k
+    from pipeline.regularizers import Adversarial
     from pipeline.stages.evaluate import attack_seconds, evaluate_attacks, job_diagnostics
 
     settings = OmegaConf.to_container(sweep_config().evaluation, resolve=True)
@@ -62,8 +64,9 @@ def bench_evaluation(examples: int, epochs: int = 2, limits: tuple[int, ...] = (
     x, y = x[order], y[order]
     x_train, y_train, x_test, y_test = x[:4000], y[:4000], x[4000:4000 + examples], y[4000:4000 + examples]
     result, growth, curves = {}, {}, {}
-    for name in ("softmax", "maxout"):
-        model = train(make_model(name, torch.device("cpu")), x_train, y_train, epochs)
+    for name, regularizer in (("softmax", None), ("maxout", None), ("maxout, adversarially trained", Adversarial())):
+        model = train(make_model(name.split(",")[0], torch.device("cpu")), x_train, y_train, epochs,
+                      regularizer=regularizer)
         started = time.perf_counter()
         rows, fooled = evaluate_attacks(model, x_test, y_test, settings["attacks"], settings["clips"],
                                         settings["epsilons"], settings["batch_size"], settings["exact"])

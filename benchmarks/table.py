@@ -103,6 +103,12 @@ def count_rows(report: dict[str, Any]) -> list[str]:
                          f"{evaluation['examples']:,}", f"ε=.05-.3, the curve: {seconds(cost['curve'])}",
                          f"ε=.25, before the curve: {seconds(cost['today'])}",
                          f"{cost['curve'] / cost['today']:.2f}×", "≤ 1.5×", "timed"))
+    if (evaluation or {}).get("curve_cost"):   # a stage's cost is its jobs' sum: the three kinds together
+        curve, today = (sum(cost[k] for cost in evaluation["curve_cost"].values()) for k in ("curve", "today"))
+        lines.append(row("evaluation stage: the six-ε curve vs one ε before it, the jobs above together",
+                         ", ".join(evaluation["curve_cost"]), f"{evaluation['examples']:,}",
+                         f"the curve: {seconds(curve)}", f"before: {seconds(today)}", f"{curve / today:.2f}×",
+                         "≤ 1.5×", "timed"))
     for limit, parts in (evaluation or {}).get("autoattack_growth", {}).items():
         split = ", ".join(f"{name} {seconds(value)}" for name, value in parts.items() if name != "attacked")
         total = sum(value for name, value in parts.items() if name != "attacked")

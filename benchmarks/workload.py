@@ -78,12 +78,13 @@ def training_step(model: torch.nn.Module, regularizer: Any, optimizer: torch.opt
     return loss
 
 
-def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int = 100
-          ) -> torch.nn.Module:
-    """The model trained briefly with the default optimizer on the clean objective (batches of `batch`)."""
+def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int = 100,
+          regularizer: Any = None) -> torch.nn.Module:
+    """The model trained briefly with the default optimizer (batches of `batch`) on the regularizer's objective
+    (None: the clean one)."""
     from pipeline.regularizers import Regularizer
 
-    step_with, regularizer = optimizer()(model.parameters()), Regularizer()
+    step_with, regularizer = optimizer()(model.parameters()), regularizer or Regularizer()
     generator = torch.Generator().manual_seed(0)
     for _ in range(epochs):
         for index in torch.randperm(len(y), generator=generator).split(batch):
