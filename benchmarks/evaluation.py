@@ -36,7 +36,8 @@ def curve_cost(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, setting
     """Seconds of the evaluation stage's attacks and diagnostics for one job, side by side in one run: at ε = .25
     as before the minimum-norm attack (every attack at ε = .25), and the six-ε curve as shipped (the curve from one
     FAB run and FGSM at every ε; the iterative attacks and AutoAttack at their own `epsilons`, .25)."""
-    from pipeline.stages.evaluate import evaluate_attacks, job_diagnostics
+    from pipeline.evaluation.diagnostics import job_diagnostics
+    from pipeline.evaluation.rows import evaluate_attacks
 
     before = {name: {k: v for k, v in a.items() if k != "epsilons"} for name, a in settings["attacks"].items()
               if not a["_target_"].endswith("MinimumNorm")}
@@ -56,7 +57,9 @@ def bench_evaluation(examples: int, epochs: int = 2, limits: tuple[int, ...] = (
     from pipeline.attacks import fgsm_curve
     from pipeline.data import mnist5k
     from pipeline.regularizers import Adversarial
-    from pipeline.stages.evaluate import attack_seconds, evaluate_attacks, job_diagnostics
+    from pipeline.evaluation.diagnostics import job_diagnostics
+    from pipeline.evaluation.rows import evaluate_attacks
+    from pipeline.stages.evaluate import attack_seconds
 
     settings = OmegaConf.to_container(sweep_config().evaluation, resolve=True)
     x, y = mnist5k()

@@ -91,7 +91,7 @@ def job_config(model: str, device: str, out: Path, epsilons: list[float] | None 
 # --- 1. one job per model, then the evaluation attacks ------------------------------------------------------------
 
 def check_jobs(device: str, out: Path, scale: Scale) -> list[dict[str, Any]]:
-    from pipeline.job import run_job
+    from pipeline.training.job import run_job
 
     rows = []
     for model in MODELS:
@@ -109,7 +109,7 @@ def check_evaluations(device: str, out: Path, scale: Scale) -> list[dict[str, An
 
     from benchmarks.workload import sweep_config
     from pipeline.devices import task_device
-    from pipeline.stages.evaluate import evaluate_job
+    from pipeline.evaluation.job import evaluate_job
 
     settings = OmegaConf.to_container(sweep_config().evaluation, resolve=True)
     settings = {k: v for k, v in settings.items() if k not in ("gpu", "enabled")} | {"rubbish": scale.rubbish}
@@ -153,7 +153,7 @@ def check_micro(device: str, scale: Scale) -> dict[str, Any]:
 
 def pack_worker(device: str, job_dir: Path, out: Path) -> None:
     """One packed job (a subprocess): imports and config first, then wait for `go` beside it, then the job."""
-    from pipeline.job import run_job
+    from pipeline.training.job import run_job
 
     go = job_dir.parent / "go"
     cfg = job_config("maxout", device, out, epsilons=[0.25])
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         pack_worker(args.device, Path(args.worker), out)
         return 0
     write_data(out, scale)
-    from pipeline.job import quiet_lightning
+    from pipeline.training.job import quiet_lightning
 
     quiet_lightning()
     began = time.perf_counter()

@@ -33,7 +33,7 @@ def bench_launcher(judged: bool = True, timeout: float = 900) -> dict[str, Any]:
     """Wall time of the 8-job multirun with the basic launcher / with the Ray launcher (> 1: Ray is faster)."""
     env = subprocess_env(WANDB_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     # Untimed: read every module once, so that the first command timed does not pay for a cold page cache.
-    subprocess.run([sys.executable, "-c", "import pytorch_lightning, ray, pipeline.job, jobs.train"], cwd=ROOT,
+    subprocess.run([sys.executable, "-c", "import pytorch_lightning, ray, pipeline.training.job, jobs.train"], cwd=ROOT,
                    env=env, capture_output=True, timeout=timeout)
     with tempfile.TemporaryDirectory(prefix="bench-launcher-") as tmp:
         basic = multirun(Path(tmp) / "basic", [], env, timeout)

@@ -43,7 +43,7 @@ def timed_module(seconds: list[float], sync: Callable[[], None], *args: Any) -> 
     """AdversarialModule(*args) that appends to `seconds` each training epoch's time, from the start of its
     on_train_epoch_start to the end of its on_train_epoch_end (the batches and the loss check: the span plain_epoch
     times). A callback's on_train_epoch_end would stop before the module's own hook: Lightning calls callbacks first."""
-    from pipeline.module import AdversarialModule
+    from pipeline.training.module import AdversarialModule
 
     class Timed(AdversarialModule):
         def on_train_epoch_start(self) -> None:
@@ -110,7 +110,7 @@ def plain_epoch(base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: 
 def bench_lightning_epoch(sizes: Sizes, device: torch.device, judged: bool) -> list[dict[str, Any]]:
     import warnings
 
-    from pipeline.job import quiet_lightning
+    from pipeline.training.job import quiet_lightning
 
     quiet_lightning()
     warnings.filterwarnings("ignore", message=".*validation_step.*")

@@ -27,7 +27,7 @@ def bench_transfer_scaling(sizes: Sizes, judged: bool) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from pipeline import store
-    from pipeline.job import run_job
+    from pipeline.training.job import run_job
     from pipeline.stages.sweep_dir import TRANSFER_META, job_dir
     from pipeline.stages.transfer import transfer_stage
 

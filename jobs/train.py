@@ -19,7 +19,7 @@ from pipeline.config import CONF_DIR
 def train(cfg: DictConfig) -> float:
     from pipeline.cluster import ray_node
     from pipeline.config import choices
-    from pipeline.job import run_job
+    from pipeline.training.job import run_job
 
     hydra_cfg = HydraConfig.get()
     runtime = hydra_cfg.runtime

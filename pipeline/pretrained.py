@@ -4,7 +4,7 @@ a state_dict file with its class (`model.architecture`), or another Harness job 
 Files from elsewhere are data: a state_dict is read with `torch.load(weights_only=True)`, and a pickle that
 carries code is refused. TorchScript and torch.export files are programs: trust them as you trust code.
 
-A pretrained job's id holds the file's sha256, not its path (pipeline.model_file): a changed file is evaluated
+A pretrained job's id holds the file's sha256, not its path (pipeline.models.model_file): a changed file is evaluated
 again, a moved one is not. The job directory keeps a copy of the file (`pretrained<suffix>`), so `load_model`
 needs nothing outside it.
 """
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import ConfigError, one_line
-from pipeline.model_file import kind, source
+from pipeline.models.model_file import kind, source
 
 COPY = "pretrained"   # the job directory's copy of the file: pretrained<suffix>
 
@@ -67,7 +67,7 @@ def load(path: str, architecture: Mapping[str, Any] | None = None, input_shape: 
          num_classes: int | None = None) -> nn.Module:
     """The model in a file or job directory, in eval mode (`model=pretrained`)."""
     from pipeline import store
-    from pipeline.model_build import build_model
+    from pipeline.models.build import build_model
 
     path_ = source(path)
     found = kind(path_)

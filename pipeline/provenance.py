@@ -19,7 +19,8 @@ PACKAGE = Path(__file__).resolve().parent
 # Where a job's and each stage's code starts. What decides their numbers is every module of `pipeline` these import,
 # directly or not, at any depth (an import inside a function counts), plus the modules conf/ names as `_target_` or
 # data source: Hydra imports those by name, so no import statement shows them.
-JOB_ENTRY, TRANSFER_ENTRY, EVALUATION_ENTRY = "pipeline.job", "pipeline.stages.transfer", "pipeline.stages.evaluate"
+JOB_ENTRY, TRANSFER_ENTRY = "pipeline.training.job", "pipeline.stages.transfer"
+EVALUATION_ENTRY = "pipeline.stages.evaluate"
 NAMED_IN_CONF = re.compile(r"\bpipeline(?:\.\w+)+")
 
 

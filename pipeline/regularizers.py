@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from pipeline import adapter
+from pipeline.models import adapter
 from pipeline.attacks import check_eps, step
 from pipeline.errors import ConfigError
 

@@ -224,7 +224,7 @@ def _save_torch(state: dict[str, Any], path: Path) -> None:
 
 def save_checkpoint(job_dir: Path, model: torch.nn.Module, model_config: DictConfig | dict,
                     input_shape: Sequence[int], num_classes: int) -> dict[str, str]:
-    """Save weights and the model's config (what rebuilds it: pipeline.model_build); returns the {file, sha256}
+    """Save weights and the model's config (what rebuilds it: pipeline.models.build); returns the {file, sha256}
     entry for metrics.json."""
     spec = OmegaConf.to_container(model_config, resolve=True) if isinstance(model_config, DictConfig) else model_config
     state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "model_config": spec,
@@ -354,7 +354,7 @@ def load_model(job_dir: str | Path, device: str | torch.device = "cpu") -> torch
     out. A path in the model config (a pretrained job's copy of its file) is relative to the job directory."""
     import torch
 
-    from pipeline.model_build import build_model
+    from pipeline.models.build import build_model
 
     checkpoint = Path(job_dir) / CHECKPOINT
     with open_entry(checkpoint) as f:

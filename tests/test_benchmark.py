@@ -144,7 +144,7 @@ def test_the_lightning_epoch_is_timed_through_the_modules_own_epoch_end_check():
     """The plain loop's time includes its loss check; the Lightning time must include the module's: on a diverged
     model the check raises before the timer stops, so no epoch is recorded (as the plain loop returns no time)."""
     from benchmarks.training import lightning_epoch, plain_epoch, trainer_kwargs
-    from pipeline.module import Diverged
+    from pipeline.training.module import Diverged
 
     cpu = torch.device("cpu")
     x, y = make_batch(200, cpu)

@@ -56,7 +56,7 @@ def test_the_transfer_stage_takes_one_input_gradient_per_source():
 def test_every_model_of_the_gpu_check_trains_on_the_gpu(model, tmp_path):
     """The GPU check's jobs name the device they ran on; here each must be the GPU."""
     from benchmarks.gpu_check import QUICK_SCALE, job_config, write_data
-    from pipeline.job import run_job
+    from pipeline.training.job import run_job
 
     write_data(tmp_path, QUICK_SCALE)
     metrics = run_job(job_config(model, "cuda", tmp_path), tmp_path / "job")

@@ -20,7 +20,8 @@ from pipeline.models import Conv
 from pipeline.paper.results import Results
 from pipeline.report.sweep_report import CHANCE, attack_table, models_section
 from pipeline.report.document import Document
-from pipeline.stages.evaluate import check_rows, evaluate_attacks, job_diagnostics
+from pipeline.evaluation.diagnostics import check_rows, job_diagnostics
+from pipeline.evaluation.rows import evaluate_attacks
 
 EPS = 0.25
 EPSILONS = [0.0, 0.1, EPS]
@@ -104,7 +105,7 @@ def test_its_numbers_under_attack_carry_the_flag_in_the_report(sweep):
 def test_a_model_unconfident_by_design_is_judged_by_its_error_alone(mnist_splits):
     """The paper's RBF: per-class probabilities that do not sum to 1, low far from its data; trained, it is right
     most of the time at a low confidence, and that is no sign of chance."""
-    from pipeline.diagnostics import chance_confidence
+    from pipeline.evaluation.diagnostics import chance_confidence
     from pipeline.models import RBF
     from pipeline.regularizers import Regularizer
     from tests.support.training import train_sgd

@@ -1,4 +1,4 @@
-"""The attack-failure diagnostics (pipeline/diagnostics.py, run by the evaluation stage): they stay quiet on
+"""The attack-failure diagnostics (pipeline/evaluation/diagnostics.py, run by the evaluation stage): they stay quiet on
 models whose gradients work and catch models that mask them, and the evaluation's AutoAttack rows."""
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from pipeline.attacks import fgsm_curve
 from pipeline.config import CONF_DIR
 from pipeline.models import Maxout
 from pipeline.regularizers import Adversarial, Regularizer
-from pipeline.stages.evaluate import evaluate_attacks, job_diagnostics
+from pipeline.evaluation.diagnostics import job_diagnostics
+from pipeline.evaluation.rows import evaluate_attacks
 
 EPS = 0.25
 
@@ -86,7 +87,7 @@ def test_an_adversarially_trained_maxout_without_dropout_is_flagged(mnist_splits
 
 def test_random_and_probability_outputs_are_flagged(softmax):
     """Dropout left on in eval mode (a randomized model) and a softmax at the end of forward (probabilities)."""
-    from pipeline import diagnostics
+    from pipeline.evaluation import diagnostics
 
     model, x, y = softmax
     noisy = nn.Sequential(model, nn.Dropout(0.5))

@@ -14,7 +14,7 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs 
 
 @requires_cuda
 def test_an_rbf_job_trains_on_the_gpu_and_metrics_name_it(tmp_path):
-    from pipeline.job import run_job
+    from pipeline.training.job import run_job
 
     metrics = run_job(compose("model=rbf", "optimizer=adam", "logger=none", "trainer.max_epochs=1", "data.limit=200"),
                       tmp_path)

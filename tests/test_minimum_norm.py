@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 from pipeline.attacks import Exact, MinimumNorm, attack_mode
 from pipeline.attacks.exact import affine_weights
 from pipeline.config import CONF_DIR
-from pipeline.stages.evaluate import evaluate_attacks, minimum_norm_checks
+from pipeline.evaluation.diagnostics import minimum_norm_checks
+from pipeline.evaluation.rows import evaluate_attacks
 
 EPSILONS = [0.02, 0.05, 0.08, 0.1, 0.15, 0.25]
 N = 150

@@ -10,7 +10,8 @@ import torch
 from tests.support.training import train_briefly
 from pipeline.config import group_options as options
 from pipeline.errors import ConfigError
-from pipeline.models import RBF, Ensemble, Logistic, Maxout, Softmax, log1mexp
+from pipeline.models import RBF, Ensemble, Logistic, Maxout, Softmax
+from pipeline.models.networks import log1mexp
 
 # What each option needs besides its own YAML to train on mnist5k in a test. Every YAML must be listed here: the
 # test below fails for a new option until someone decides how it is tested.

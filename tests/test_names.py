@@ -82,7 +82,7 @@ def test_a_zoo_names_its_members_and_the_report_lists_their_files_once(tmp_path)
 def test_a_trained_job_records_the_class_in_metrics(tmp_path):
     """A real job (one epoch on 200 digits) with Harness's MLP class named over model=softmax: metrics.json's
     choices name the class."""
-    from pipeline.job import run_job
+    from pipeline.training.job import run_job
 
     with hydra_context():
         cfg = compose_job(["model._target_=pipeline.models.MLP", "logger=none", "trainer.max_epochs=1",

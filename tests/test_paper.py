@@ -181,7 +181,7 @@ def test_strongest_counts_a_digit_fooled_by_any_attack(softmax):
     """evaluations.csv's `strongest` is the per-example union of the attacks, recomputed here attack by attack.
     Two random-start FGSMs fool different digits (on softmax, FGSM alone fools a superset of what the others do)."""
     from pipeline.config import instantiate
-    from pipeline.stages.evaluate import attack_rows
+    from pipeline.evaluation.rows import attack_rows
 
     model, x, y = softmax
     random_start = {"_target_": "pipeline.attacks.PGD", "steps": 1, "step_fraction": 1.25, "random_start": True,

@@ -73,8 +73,9 @@ def test_the_fingerprint_follows_the_sources_that_decide_a_job(tmp_path, monkeyp
     assert fingerprint() == original
     seen = {original}
     # imported by the job (attacks), reached only through imports (adapter: the default cost; sources: pixel
-    # scaling; model_build), and named only in conf/ (regularizers: Hydra imports them by name)
-    for source in ("attacks/fgsm.py", "models.py", "adapter.py", "sources.py", "model_build.py", "regularizers.py"):
+    # scaling; models/build; training/module), and named only in conf/ (regularizers: Hydra imports them by name)
+    for source in ("attacks/fgsm.py", "models/networks.py", "models/adapter.py", "sources.py", "models/build.py",
+                   "regularizers.py", "training/module.py"):
         with (package / source).open("a") as file:
             file.write("# a comment\n")
         assert fingerprint() not in seen, source
@@ -87,7 +88,7 @@ def test_every_module_a_job_imports_is_in_its_fingerprint(tmp_path):
     script = f"""
 import sys
 from pipeline.config import compose_job, hydra_context
-from pipeline.job import run_job
+from pipeline.training.job import run_job
 with hydra_context():
     cfg = compose_job(["logger=none", "trainer.max_epochs=1", "data.limit=100", "eval.epsilons=[0.25]",
                        "regularizer=adversarial"])

@@ -13,7 +13,7 @@ from tests.support.training import train_sgd
 from pipeline.config import CONF_DIR
 from pipeline.models import Maxout
 from pipeline.regularizers import Adversarial
-from pipeline.stages.evaluate import evaluate_attacks
+from pipeline.evaluation.rows import evaluate_attacks
 
 EPS = 0.25
 RANDOM = ("fgsm_random_start", "pgd", "apgd")       # the attacks of conf/sweep.yaml that draw random numbers

@@ -1,5 +1,5 @@
-"""One training job end to end (pipeline.job.run_job): the paper's softmax result on the embedded digits, the job
-directory's contract, reproducibility, and what W&B receives."""
+"""One training job end to end (pipeline.training.job.run_job): the paper's softmax result on the embedded digits,
+the job directory's contract, reproducibility, and what W&B receives."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ from omegaconf import OmegaConf, open_dict
 from tests.support.configs import compose
 from pipeline import load_model, store
 from pipeline.config import instantiate
-from pipeline.job import run_job
+from pipeline.training.job import run_job
 from tests.support.wandb_records import history, read_run, run_file
 
 pytestmark = pytest.mark.slow

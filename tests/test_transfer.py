@@ -17,7 +17,7 @@ from omegaconf import OmegaConf, open_dict
 from pipeline import store
 from pipeline.config import hydra_context
 from pipeline.errors import ConfigError
-from pipeline.job import run_job
+from pipeline.training.job import run_job
 from pipeline.stages.evaluate import evaluation_stage
 from pipeline.stages.plan import plan
 from pipeline.stages.sweep_dir import PARTS, TRANSFER_META, TRANSFER_SETTINGS, job_dir, read_table

@@ -123,7 +123,7 @@ def pretrained_job(tmp_path: Path, monkeypatch, *overrides: str) -> tuple[dict, 
     import pytorch_lightning as pl
 
     from pipeline.data import test_set
-    from pipeline.job import run_job
+    from pipeline.training.job import run_job
 
     monkeypatch.setattr(pl.Trainer, "fit", lambda *a, **k: pytest.fail("a pretrained model was trained"))
     cfg = compose("model=pretrained", "logger=none", "data.limit=600", *overrides)
@@ -219,14 +219,14 @@ def test_a_pickle_that_carries_code_is_refused_without_running(package, tmp_path
                                            r"ValueError: hidden=32 is not a power of 4$"),
 ])
 def test_contract_checks_name_the_model_and_what_was_expected(package, target, extra, message):
-    from pipeline.job import build
+    from pipeline.training.job import build
 
     with pytest.raises(ConfigError, match=message):
         build(compose(f"model._target_={target}", "data.limit=200", *extra))
 
 
 def test_a_stochastic_model_is_evaluated_when_declared(package):
-    from pipeline.job import build
+    from pipeline.training.job import build
 
     _, model, _, _ = build(compose("model._target_=mynet.Noisy", "+model.stochastic=true", "data.limit=200"))
     assert type(model).__name__ == "Noisy"

@@ -28,7 +28,7 @@ def runs_in(folder: Path) -> list:
 
 @pytest.mark.slow
 def test_each_attempt_is_its_own_run_and_its_summary_holds_the_best_val_error_and_the_curve(tmp_path, offline):
-    from pipeline.job import run_job
+    from pipeline.training.job import run_job
 
     job_dir = tmp_path / "job"
     cfg = compose("logger=wandb", "trainer.max_epochs=3", "data.limit=300", "eval.epsilons=[0.0,0.1,0.25]")

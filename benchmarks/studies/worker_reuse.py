@@ -4,8 +4,8 @@ one long-lived worker per GPU slot (an actor holding 1/n of a GPU, which keeps i
     PYTHONPATH=$PWD python benchmarks/studies/worker_reuse.py [--tasks 8] [--slots 2]
 
 Runs on a machine without a GPU (Ray's GPUs are then logical: the scheduling and the worker start-ups are real, the
-CUDA work is not). Each task imports what a job imports (torch, Lightning, pipeline.job) and does nothing else, so
-the difference is the per-task start-up a fresh worker pays. Prints one JSON line.
+CUDA work is not). Each task imports what a job imports (torch, Lightning, pipeline.training.job) and does nothing
+else, so the difference is the per-task start-up a fresh worker pays. Prints one JSON line.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import time
 def job_imports() -> int:
     import pytorch_lightning  # noqa: F401 - what every job imports
 
-    import pipeline.job  # noqa: F401
+    import pipeline.training.job  # noqa: F401
 
     return os.getpid()
 

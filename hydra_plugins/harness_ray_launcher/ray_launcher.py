@@ -4,7 +4,7 @@ Hydra's own hydra-ray-launcher is tied to Ray 1.x. This launcher composes every 
 Hydra's basic launcher does, and runs each job as one task of `pipeline.cluster.tasks.run_tasks`, the runner of
 the sweep's stages (same retries, GPU option and progress lines). Inside the task, Hydra's `run_job` gives the job
 its folder (hydra.sweep.dir/<subdir>, with .hydra/) and calls the app's task function: for jobs.train, the same
-`pipeline.job.run_job` as everywhere. A failed job is reported by number and overrides; the others finish.
+`pipeline.training.job.run_job` as everywhere. A failed job is reported by number and overrides; the others finish.
 
 Hydra's plugin scan imports this module at every start of every app: nothing heavy is imported at module level.
 """

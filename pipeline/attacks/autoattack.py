@@ -4,7 +4,7 @@ and `rand` as the reference defines them. Each component runs on the examples th
 as in the reference's own loop, so one call says which component fooled which example.
 
 The reference always clamps to [0, 1], so it takes only the clipped attack. Its own warnings (its `checks.py`) are
-silenced: pipeline/diagnostics.py measures the same things and writes them down.
+silenced: pipeline/evaluation/diagnostics.py measures the same things and writes them down.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ the step x + ε·direction, scoring, the ε curve, and the `Attack` protocol the
 
 An attack is a plain function on a model that maps [0, 1] images to logits. It runs the model in eval mode,
 restores its mode afterwards and leaves no gradients on its parameters. The attacked cost J is the model's own
-training cost (`model.cost`, cross-entropy for models that do not define one: pipeline.adapter).
+training cost (`model.cost`, cross-entropy for models that do not define one: pipeline.models.adapter).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from pipeline import adapter
+from pipeline.models import adapter
 from pipeline.errors import ConfigError
 
 Clip = tuple[float, float] | None

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline import adapter, store
+from pipeline import store
+from pipeline.models import adapter
 from pipeline.attacks import fgsm, input_gradient, predict
 from pipeline.data import test_set
 from pipeline.paper import claims

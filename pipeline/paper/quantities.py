@@ -129,7 +129,7 @@ class Transferred(Quantity):
 
 @dataclass(frozen=True, eq=True)
 class Evaluated(Quantity):
-    """A number of evaluations.csv (pipeline.stages.evaluate): an extra attack or test of each job, at ε with a
+    """A number of evaluations.csv (pipeline/evaluation/rows.py): an extra attack or test of each job, at ε with a
     clipping: by default the clipping of the job's own attack, so that it sits beside the job's FGSM numbers."""
 
     setting: Setting

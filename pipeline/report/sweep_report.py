@@ -311,8 +311,8 @@ def honest_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFra
     doc.text(f"⚑ Own FGSM curves with error below clean error at some ε: {', '.join(leaks) if leaks else 'none'}.")
 
 
-TRUST = ("Each check of pipeline/diagnostics.py per setting: its value (mean over seeds; points of error, except "
-         "stochastic: the largest change of a logit between two eval-mode passes) and ⚑ k/n when it exceeds its "
+TRUST = ("Each check of pipeline/evaluation/diagnostics.py per setting: its value (mean over seeds; points of error, "
+         "except stochastic: the largest change of a logit between two eval-mode passes) and ⚑ k/n when it exceeds its "
          "threshold (conf/sweep.yaml `evaluation.diagnostics`) on k of the setting's n jobs. single_step_gap: "
          "strongest − FGSM (FGSM overstates robustness); monotone_fgsm: the largest fall of the job's FGSM error as ε "
          "grows; unbounded: share APGD at ε = 1 leaves correct; black_box: share Square (no gradients) fools after "

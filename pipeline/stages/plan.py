@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import model_file
+from pipeline.models import model_file
 from pipeline.errors import ConfigError
 from pipeline.names import plain_word
 from pipeline.planned_job import Job

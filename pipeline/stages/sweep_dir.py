@@ -6,7 +6,7 @@
     <sweep_dir>/transfer.csv     long table: source, target, eps, error, agreement_*, confidence, ...
     <sweep_dir>/transfer_settings.csv  the same per (source setting, target setting, ε): mean over seeds, interval
     <sweep_dir>/evaluations.csv  extra attacks and tests per job (pipeline.stages.evaluate)
-    <sweep_dir>/diagnostics.csv  did the attacks work? one row per job and check (pipeline.diagnostics)
+    <sweep_dir>/diagnostics.csv  did the attacks work? one row per job and check (pipeline.evaluation.diagnostics)
     <sweep_dir>/parts/<stage>/   the stages' tables in parts, one per task, named by a hash of what the task read
     <sweep_dir>/summary.csv      one row per job × ε
     <sweep_dir>/report.md, report.html, plots/
@@ -36,7 +36,7 @@ if TYPE_CHECKING:   # pandas is imported by the functions that build tables: pla
 PLAN, SETTINGS, SUMMARY, LOG, PARTS = "plan.json", "sweep.yaml", "summary.csv", "sweep.log", "parts"
 TRANSFER, TRANSFER_SETTINGS, TRANSFER_META = "transfer.csv", "transfer_settings.csv", "transfer.json"
 EVALUATIONS = "evaluations.csv"
-DIAGNOSTICS = "diagnostics.csv"     # job_id, check, value, threshold, flag (pipeline/diagnostics.py)
+DIAGNOSTICS = "diagnostics.csv"     # job_id, check, value, threshold, flag (pipeline/evaluation/diagnostics.py)
 ID_COLUMNS = {"job_id": str, "source": str, "target": str}   # hex ids that pandas would otherwise read as numbers
 
 

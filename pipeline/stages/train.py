@@ -1,7 +1,7 @@
 """Train a sweep's jobs: one Ray task per job wherever there is room (pipeline.cluster.tasks), or one job in this
 process (a SLURM array task). Job directories live on storage every node sees. A job whose results are complete
 is reused, also when other code made them (stale: named in the output); `rerun=stale` retrains those, `force=true`
-everything. An interrupted job goes on from its last epoch (pipeline.resume); its output lands in its job.log.
+everything. An interrupted job goes on from its last epoch (pipeline.training.resume); its output lands in its job.log.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import store
 from pipeline.cluster.tasks import run_tasks
 from pipeline.errors import ConfigError
-from pipeline.model_file import is_pretrained
+from pipeline.models.model_file import is_pretrained
 from pipeline.provenance import made_by_this_code
 from pipeline.planned_job import Job
 from pipeline.stages.sweep_dir import job_dir, say
@@ -48,7 +48,7 @@ def check_rerun(rerun: str) -> str:
 def run_logged(config: dict[str, Any], directory: Path, run_name: str, **extra: Any) -> dict[str, Any]:
     """The same `run_job` as `jobs.train`, with everything it prints (a traceback too) in the job's job.log, while
     this process holds the job (store.claim: raises store.Busy when another one does)."""
-    from pipeline.job import run_job
+    from pipeline.training.job import run_job
 
     with store.claim(directory), store.job_log(directory):
         try:

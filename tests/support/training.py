@@ -35,8 +35,8 @@ def train_briefly(tmp_path: Path, *overrides: str, batches: int | None = None) -
     import pytorch_lightning as pl
 
     from pipeline.config import instantiate
-    from pipeline.job import build, quiet_lightning
-    from pipeline.module import AdversarialModule
+    from pipeline.training.job import build, quiet_lightning
+    from pipeline.training.module import AdversarialModule
 
     quiet_lightning()
     cfg = compose("logger=none", "trainer.max_epochs=1", "data.limit=200", *overrides)

@@ -19,14 +19,15 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import adapter, model_file, pretrained, provenance, store
+from pipeline import pretrained, provenance, store
+from pipeline.models import adapter, model_file
 from pipeline.attacks import check_eps, clean_scores
 from pipeline.config import instantiate
 from pipeline.devices import (ATTACK_TF32, check_trainer, describe, full_float32, job_accelerator, task_device,
                               tf32_flags)
 from pipeline.errors import ConfigError
-from pipeline.model_build import build_model, model_name
-from pipeline.model_checks import check_model
+from pipeline.models.build import build_model, model_name
+from pipeline.models.checks import check_model
 from pipeline.tracking import JobLoggers
 
 
@@ -81,7 +82,7 @@ def early_stopping(cfg: DictConfig, clip: Any) -> tuple[list, tuple[float, Any] 
     is null)."""
     from pytorch_lightning.callbacks import EarlyStopping
 
-    from pipeline.module import KeepBest
+    from pipeline.training.module import KeepBest
 
     stopping = cfg.get("early_stopping")
     if not stopping:
@@ -167,7 +168,7 @@ def run_job(cfg: DictConfig, job_dir: Path, run_name: str | None = None, extra: 
     import pytorch_lightning as pl
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    from pipeline.resume import resumable
+    from pipeline.training.resume import resumable
 
     began = time.time()
     quiet_lightning()
@@ -210,8 +211,8 @@ def fit(cfg: DictConfig, job_dir: Path, data: Any, model: torch.nn.Module, regul
     """Lightning's fit of the job's module, from last.ckpt when an earlier attempt left one."""
     from pytorch_lightning.plugins.environments import LightningEnvironment
 
-    from pipeline.module import AdversarialModule
-    from pipeline.resume import LastEpoch
+    from pipeline.training.module import AdversarialModule
+    from pipeline.training.resume import LastEpoch
 
     callbacks, val_attack = early_stopping(cfg, attack.clip)
     scheduler = instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None

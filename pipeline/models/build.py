@@ -11,7 +11,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from pipeline import adapter, trust
+from pipeline import trust
+from pipeline.models import adapter
 from pipeline.config import instantiate
 from pipeline.errors import ConfigError, one_line
 

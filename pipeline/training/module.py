@@ -1,4 +1,4 @@
-"""The LightningModule: any model (pipeline.adapter) trained on any regularizer's objective.
+"""The LightningModule: any model (pipeline.models.adapter) trained on any regularizer's objective.
 
 Optimization is manual because a regularizer owns its backward pass (adversarial training computes ∇θ and ∇ₓ
 of the clean cost in one backward); the step, the model's constraint (max-norm) and the schedule follow.
@@ -12,7 +12,7 @@ from typing import Callable
 import pytorch_lightning as pl
 import torch
 
-from pipeline import adapter
+from pipeline.models import adapter
 from pipeline.attacks import Clip, fgsm
 from pipeline.devices import full_float32
 from pipeline.errors import ConfigError

@@ -12,13 +12,20 @@ before any of that: did the model learn? Clean error or confidence near chance m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from pipeline.attacks import Clip, apgd, input_gradient, predict
-from pipeline.contract import output_variation, probability_share
+from pipeline.evaluation.rows import UNATTACKED, error_of
+from pipeline.models.adapter import probabilities
+from pipeline.models.contract import output_variation, probability_share
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+COLUMNS = ["job_id", "check", "value", "threshold", "flag"]   # diagnostics.csv
 
 
 @dataclass(frozen=True)
@@ -128,3 +135,84 @@ def minimum_norm_gap(curve: Mapping[float, float], fixed: Iterable[tuple[float, 
     stopped short (or, were the curve the truth, the attack's number would be impossible): one of the two failed."""
     gaps = [error - curve[eps] for eps, error in fixed if eps in curve]
     return Reading(max(gaps, default=0.0), threshold)
+
+
+def job_diagnostics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, rows: list[dict],
+                    fooled: Mapping[str, torch.Tensor], epsilons: Sequence[float], curve: Sequence[Mapping],
+                    settings: Mapping[str, Any]) -> dict[str, Reading]:
+    """Every check above that this job's evaluation can answer (the transfer check needs the other jobs:
+    `transfer_checks`). Single-ε checks read `evaluation.diagnostics.eps`, clipped to [0, 1]."""
+    limits = settings["diagnostics"]
+    eps, clip, generator = float(limits["eps"]), "0-1", torch.Generator().manual_seed(0)
+    confidence, predicted = predict(model, x)
+    with torch.no_grad():
+        logits = model(x[:100])
+    classes, summed = int(logits.shape[1]), probabilities(model, logits).sum(dim=1)
+    normalized = bool(torch.allclose(summed, torch.ones_like(summed), atol=1e-4))
+    checks = {"chance_error": chance_error(float((predicted != y).float().mean()), classes,
+                                                       limits["chance_error"]),
+              "chance_confidence": chance_confidence(float(confidence.mean()), classes,
+                                                                 limits["chance_confidence"], normalized),
+              "zero_gradients": zero_gradients(model, x, y, limits["zero_gradients"]),
+              "stochastic": stochastic_outputs(model, x, limits["stochastic"]),
+              "probabilities": probability_outputs(model, x, limits["probabilities"]),
+              "monotone_fgsm": monotone_in_eps([(r["eps"], r["error"]) for r in curve],
+                                                           limits["monotone"]),
+              "unbounded": unbounded(model, x, y, int(limits["unbounded_steps"]), limits["unbounded"],
+                                                 generator)}
+    strongest, fgsm = error_of(rows, "strongest", clip, eps), error_of(rows, "fgsm", clip, eps)
+    if strongest is None:
+        return checks
+    if fgsm is not None:
+        checks["single_step_gap"] = single_step_gap(strongest, fgsm, limits["single_step_gap"])
+    unattacked = error_of(rows, UNATTACKED, clip, eps)
+    if unattacked is not None:
+        checks["autoattack_unattacked"] = Reading(unattacked, limits["autoattack_unattacked"])
+    square = [r["fooled_new"] for r in rows if r["evaluation"] == "autoattack:square" and r["clip"] == clip
+              and abs(r["eps"] - eps) < 1e-9]
+    if square:
+        checks["black_box"] = black_box(square[0], len(x), limits["black_box"])
+    apgd_steps = [a.get("steps", 100) for a in settings["attacks"].values() if a["_target_"].endswith("APGD")]
+    checks["convergence"] = convergence(
+        model, x, y, ~fooled[clip][list(epsilons).index(eps)], eps, (0.0, 1.0), 2 * max(apgd_steps, default=100),
+        int(limits["convergence_sample"]), limits["convergence"], generator)
+    exact = error_of(rows, "exact", clip, eps)
+    if exact is not None:
+        checks["exact_gap"] = exact_gap(exact, strongest, limits["exact_gap"])
+    if "minimum_norm_gap" in limits:
+        checks.update(minimum_norm_checks(rows, settings["attacks"], clip, limits["minimum_norm_gap"]))
+    return checks
+
+def minimum_norm_checks(rows: list[dict], attacks: Mapping[str, Any], clip: str, threshold: float
+                        ) -> dict[str, Reading]:
+    """`minimum_norm_gap` at every ε: each fixed-ε attack's own rows (and the exact ones) against the curve of the
+    minimum-norm attack (AutoAttack's rows and `strongest` are unions that hold the curve itself)."""
+    names = [name for name, a in attacks.items() if a["_target_"].endswith("MinimumNorm")]
+    if not names:
+        return {}
+    curve = {r["eps"]: r["error"] for r in rows if r["evaluation"] == names[0] and r["clip"] == clip}
+    unions = {"strongest", *names, *(name for name, a in attacks.items() if a["_target_"].endswith("AutoAttack"))}
+    fixed = [(r["eps"], r["error"]) for r in rows if r["clip"] == clip and r["evaluation"] not in unions
+             and ":" not in r["evaluation"] and r["evaluation"] not in ("rubbish", "one_member")]
+    return {"minimum_norm_gap": minimum_norm_gap(curve, fixed, threshold)}
+
+def check_rows(job_id: str, checks: Mapping[str, Reading]) -> list[dict]:
+    return [{"job_id": job_id, "check": name, "value": c.value, "threshold": c.threshold, "flag": c.flag}
+            for name, c in checks.items()]
+
+def transfer_checks(evaluations: pd.DataFrame, transfer: pd.DataFrame, clip: str, threshold: float
+                    ) -> list[dict]:
+    """Per target job: other jobs' FGSM examples against its own FGSM error, at every ε both tables have, with
+    the transfer stage's clipping."""
+    own = evaluations[(evaluations["evaluation"] == "fgsm") & (evaluations["clip"] == clip)]
+    others = transfer[transfer["source"] != transfer["target"]]
+    rows = []
+    for job_id, group in own.groupby("job_id"):
+        crafted = others[others["target"] == job_id]
+        gaps = [transfer_beats_white_box(crafted[(crafted["eps"] - r.eps).abs() < 1e-9]["error"],
+                                                     r.error, threshold)
+                for r in group.itertuples() if r.eps > 0]
+        gaps = [g for g in gaps if g.value != float("-inf")]
+        if gaps:
+            rows += check_rows(job_id, {"transfer": max(gaps, key=lambda g: g.value)})
+    return rows

@@ -1,4 +1,4 @@
-"""The model contract, checked before any training or attack (pipeline/contract.py measures): [N, classes]
+"""The model contract, checked before any training or attack (pipeline/models/contract.py measures): [N, classes]
 outputs for the data's images, logits rather than probabilities, the same outputs for the same input in eval mode.
 Each failure is one line naming the model and what was expected."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.contract import output_variation, probability_share
+from pipeline.models.contract import output_variation, probability_share
 from pipeline.errors import ConfigError, one_line
 
 
