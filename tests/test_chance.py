@@ -18,7 +18,9 @@ from pipeline.config import CONF_DIR
 from pipeline.attacks import clean_scores
 from pipeline.models import Conv
 from pipeline.paper.results import Results
-from pipeline.report.sweep_report import CHANCE, attack_table, models_section
+from pipeline.report.models import models_section
+from pipeline.report.settings import CHANCE
+from pipeline.report.sweep_report import attack_table
 from pipeline.report.document import Document
 from pipeline.evaluation.diagnostics import check_rows, job_diagnostics
 from pipeline.evaluation.rows import evaluate_attacks

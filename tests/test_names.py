@@ -63,7 +63,7 @@ def test_a_zoo_names_its_members_and_the_report_lists_their_files_once(tmp_path)
     import pandas as pd
 
     from pipeline.paper.results import Results
-    from pipeline.report.sweep_report import files_section
+    from pipeline.report.models import files_section
     from pipeline.report.document import Document
 
     for name in "ab":

@@ -26,7 +26,8 @@ from pipeline.paper.claims import CLAIMS
 from pipeline.paper.results import Results
 from pipeline.paper.verdicts import claims_table
 from pipeline.report.plots import Examples, examples_figure
-from pipeline.report.sweep_report import eps_fooling_half, paper_claims, write_report
+from pipeline.report.models import eps_fooling_half
+from pipeline.report.sweep_report import paper_claims, write_report
 from pipeline.stages.plan import plan
 from tests.support.chromium import Browser
 from tests.support.commands import run_command

@@ -12,6 +12,7 @@ import pandas as pd
 from pipeline.plotting import image, mosaic, pyplot, save
 from pipeline.stats import estimate
 
+PLOTS = "plots"       # the report's plot folder, beside report.md
 WRONG = "#cf222e"     # the report's FAIL red: a prediction that is not the true class
 
 

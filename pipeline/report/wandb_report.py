@@ -21,7 +21,7 @@ def sync_command(sweep_dir: Path) -> str:
 
 def heatmaps(sweep_dir: Path) -> list[str]:
     """The transfer heatmaps the report stage drew (plots/transfer_*.png), as the summary run logged them."""
-    from pipeline.report.sweep_report import PLOTS
+    from pipeline.report.plots import PLOTS
 
     return [f"plots/{path.stem}" for path in sorted((Path(sweep_dir) / PLOTS).glob("transfer*.png"))]
 

@@ -73,7 +73,8 @@ def report_stage(cfg: DictConfig, sweep_dir: Path, jobs: list[Job]) -> Path:
     from pipeline.cluster.tasks import Progress
     from pipeline.paper.figures import draw_figures
     from pipeline.paper.results import Results
-    from pipeline.report.sweep_report import PLOTS, on_papers_data, write_report
+    from pipeline.report.plots import PLOTS
+    from pipeline.report.sweep_report import on_papers_data, write_report
 
     steps = Progress("report", 5)
     steps.show(0, 1, 0)
