@@ -28,21 +28,20 @@ def autoattack_growth(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, 
     return growth
 
 
-CURVE = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3]     # the issue's six ε
-
-
 def curve_cost(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: dict[str, Any]
                ) -> dict[str, float]:
-    """Seconds of the evaluation stage's attacks and diagnostics for one job, side by side in one run: at ε = .25
-    as before the minimum-norm attack (every attack at ε = .25), and the six-ε curve as shipped (the curve from one
-    FAB run and FGSM at every ε; the iterative attacks and AutoAttack at their own `epsilons`, .25)."""
+    """Seconds of the evaluation stage's attacks and diagnostics for one job, side by side in one run: as before the
+    minimum-norm attack (every attack at the reference ε, .25), and the curve as shipped (conf/sweep.yaml
+    `evaluation.epsilons`: one FAB run and FGSM at every ε; the iterative attacks and AutoAttack at their own
+    `epsilons`)."""
     from pipeline.evaluation.diagnostics import job_diagnostics
     from pipeline.evaluation.rows import evaluate_attacks
 
     before = {name: {k: v for k, v in a.items() if k != "epsilons"} for name, a in settings["attacks"].items()
               if not a["_target_"].endswith("MinimumNorm")}
     seconds = {}
-    for label, attacks, epsilons in (("today", before, [0.25]), ("curve", settings["attacks"], CURVE)):
+    one_eps = [float(settings["diagnostics"]["eps"])]    # the reference check's ε, where every attack runs
+    for label, attacks, epsilons in (("today", before, one_eps), ("curve", settings["attacks"], settings["epsilons"])):
         started = time.perf_counter()
         rows, fooled = evaluate_attacks(model, x, y, attacks, settings["clips"], epsilons, settings["batch_size"],
                                         settings["exact"])

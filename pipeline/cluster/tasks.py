@@ -101,7 +101,7 @@ def run_tasks(stage: str, function: Callable[..., Any], calls: Mapping[str, Sequ
 def worker_calls(gpus: float) -> int:
     """Ray's max_calls: 0 (no limit) for CPU tasks; 1 for GPU tasks, since a reused worker's CUDA context stays on
     the GPU it first saw when Ray assigns its next task another one (only CUDA_VISIBLE_DEVICES changes), which
-    would pile jobs onto one GPU. A fresh worker costs the imports again, about 8 s on a 2-core machine; one
+    would pile jobs onto one GPU. A fresh worker pays the imports again (seconds); one
     long-lived worker per GPU slot would not (benchmarks/worker_reuse.py measures both)."""
     return 1 if gpus > 0 else 0
 

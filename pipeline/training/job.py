@@ -33,7 +33,7 @@ from pipeline.tracking import JobLoggers
 
 @functools.cache
 def versions() -> dict[str, str]:
-    """From the installed packages' metadata: importing wandb only to read its version would cost a job 0.6 s."""
+    """From the installed packages' metadata: importing wandb only to read its version would slow every job's start."""
     from importlib.metadata import PackageNotFoundError, version
 
     def installed(package: str) -> str | None:   # wandb is optional with logger=none (e.g. the GPU check)
