@@ -1,6 +1,6 @@
 """A number in the benchmark does not move when something else is evaluated beside it: each (job, attack, ε,
-clipping) draws from its own seeded stream (pipeline/attacks/base.py `Attack.random_stream`), so the errors at
-ε = .25 are the same with `evaluation.epsilons=[.25]`, with three ε, and with the attacks in another order."""
+clipping) draws from its own seeded streams (pipeline/attacks/base.py `Attack.draws`: one per example), so the
+errors at ε = .25 are the same with `evaluation.epsilons=[.25]`, with three ε, and with the attacks in another order."""
 from __future__ import annotations
 
 from typing import Any

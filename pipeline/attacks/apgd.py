@@ -18,7 +18,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from pipeline.attacks.base import Attack, Clip, attack_mode, check_eps, costs_and_gradient, predict, project
+from pipeline.attacks.base import (Attack, Clip, Draws, attack_mode, check_eps, costs_and_gradient, predict, project,
+                                   uniform_noise)
 from pipeline.attacks.pgd import check_iterations
 from pipeline.errors import ConfigError
 
@@ -86,12 +87,12 @@ def apgd_run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, ste
 
 
 def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, steps: int = 100, restarts: int = 1,
-         rho: float = 0.75, clip: Clip = (0.0, 1.0), generator: torch.Generator | None = None) -> torch.Tensor:
+         rho: float = 0.75, clip: Clip = (0.0, 1.0), draws: Draws | None = None) -> torch.Tensor:
     """APGD on J in the L∞ ball of radius ε around x; y=None crafts with the model's own predictions.
 
     Each restart starts on the ball's surface, at x + ε·t/‖t‖∞ with t uniform in [−1, 1]ⁿ (the reference's start),
     and attacks only the examples no earlier restart fooled. Examples the model already gets wrong come back as
-    they are.
+    they are. Starts come from `draws` (per example; None: torch's global generator).
     """
     eps = check_eps(eps)
     check_iterations(steps, restarts)
@@ -105,7 +106,7 @@ def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, 
             todo = (~fooled).nonzero().squeeze(1)
             if len(todo) == 0:
                 break
-            noise = torch.rand(x[todo].shape, generator=generator).to(x) * 2 - 1
+            noise = uniform_noise(x, draws, todo)
             scale = noise.flatten(1).abs().amax(dim=1).clamp(min=1e-12).view(-1, *[1] * (x.ndim - 1))
             start = project(x[todo] + eps * noise / scale, x[todo], eps, clip)
             adv[todo], fooled[todo] = apgd_run(model, x[todo], labels[todo], eps, steps, rho, clip, start)
@@ -124,6 +125,6 @@ class APGD(Attack):
         self.steps, self.restarts, self.rho = steps, restarts, check_rho(rho)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                draws: Draws | None = None) -> torch.Tensor:
         return apgd(model, x, y, eps, self.steps, self.restarts, self.rho, self.clip,
-                    generator or self.random_stream(eps))
+                    draws or self.draws(eps, range(len(x))))

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from pipeline.attacks.base import Attack, Clip, attack_mode, check_eps, predict
+from pipeline.attacks.base import Attack, Clip, Draws, attack_mode, check_eps, predict
 from pipeline.errors import ConfigError
 
 VERSIONS = ("standard", "plus", "rand")
@@ -122,5 +122,5 @@ class AutoAttack(Attack):
             return autoattack(model, x, y, eps, self.version, seed, components=self.components)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float,
-                generator: torch.Generator | None = None) -> torch.Tensor:   # its draws: `run`'s seed
+                draws: Draws | None = None) -> torch.Tensor:   # its draws: `run`'s seed
         return self.run(model, x, y if y is not None else predict(model, x)[1], eps)[0]

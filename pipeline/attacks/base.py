@@ -162,14 +162,46 @@ def stream_seed(*key: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
+class Draws:
+    """Random draws per example: example i draws from its own generator, seeded by (seed, i) with i its index in
+    the evaluated set, so its outcome does not depend on the examples beside it in a batch, a shard or an order.
+    Each draw continues every example's stream (a restart draws anew)."""
+
+    def __init__(self, seed: int, index: Sequence[int]) -> None:
+        self.generators = [torch.Generator().manual_seed(stream_seed(seed, int(i))) for i in index]
+
+    def part(self, start: int, stop: int) -> Draws:
+        """The draws of examples start..stop-1 (a batch), sharing their streams."""
+        part = Draws.__new__(Draws)
+        part.generators = self.generators[start:stop]
+        return part
+
+    def uniform(self, like: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """U(−1, 1) noise for `rows` of `like` (default: every row, one per example), on its device and dtype."""
+        chosen = range(len(self.generators)) if rows is None else rows.tolist()
+        if not chosen:
+            return torch.empty((0, *like.shape[1:])).to(like)
+        noise = torch.stack([torch.rand(like.shape[1:], generator=self.generators[i]) for i in chosen])
+        return noise.to(like) * 2 - 1
+
+
+def uniform_noise(like: torch.Tensor, draws: Draws | None, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """U(−1, 1) noise for `rows` of `like`: per example from `draws`, or from torch's global generator (None)."""
+    if draws is not None:
+        return draws.uniform(like, rows)
+    shape = like.shape if rows is None else (len(rows), *like.shape[1:])
+    return torch.rand(shape).to(like) * 2 - 1
+
+
 class Attack:
     """An evaluation attack (`attack=<option>`, `evaluation.attacks`): `perturb` crafts a batch at one ε; `curve`
     scores the attack at every ε against the true labels. Crafting uses the true labels (`craft_with="true"`)
     or the model's own predictions ("predicted", no label leaking).
 
-    Random draws come from one stream per ε, seeded by (`seed`, `stream`, ε, clipping): the evaluation sets
-    `stream` to (job id, attack name), so a number does not move when other ε, attacks or jobs are evaluated
-    beside it, or in another order."""
+    Random draws come from one stream per example and ε, seeded by (`seed`, `stream`, ε, clipping, the example's
+    index): the evaluation sets `stream` to (job id, attack name), so a number does not move when other ε,
+    attacks or jobs are evaluated beside it, or in another order, and an example's outcome does not depend on the
+    batch or shard it is attacked in."""
 
     name = "attack"
 
@@ -184,13 +216,14 @@ class Attack:
         components)."""
         return stream_seed(self.seed, *self.stream, float(eps), self.clip, *more)
 
-    def random_stream(self, eps: float) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed_for(eps))
+    def draws(self, eps: float, index: Sequence[int]) -> Draws:
+        """The per-example streams at ε of the examples at `index` of the evaluated set."""
+        return Draws(self.seed_for(eps), index)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                draws: Draws | None = None) -> torch.Tensor:
         """Adversarial versions of the batch x at radius ε, crafted with labels y (None: the predictions). Random
-        draws come from `generator` (None: a fresh `random_stream(eps)`)."""
+        draws come from `draws` (None: `draws(eps, range(len(x)))`)."""
         raise NotImplementedError
 
     def accepts(self, clip: Clip) -> bool:
@@ -201,15 +234,18 @@ class Attack:
         return y if self.craft_with == "true" else None
 
     def curve(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilons: Sequence[float],
-              batch_size: int | None = None) -> Curve:
+              batch_size: int | None = None, index: Sequence[int] | None = None) -> Curve:
+        """Scores at every ε, batch by batch; `index`: the examples' indices in the evaluated set (default
+        0..N-1), which seed their draws."""
         epsilons = check_epsilons(epsilons)
         size = batch_size or len(x)
-        streams = [self.random_stream(e) for e in epsilons]   # one per ε, carried across the batches
+        index = range(len(x)) if index is None else index
+        draws = [self.draws(e, index) for e in epsilons]
         predictions, confidences = [], []
         for start in range(0, len(x), size):
             xb, yb = x[start: start + size].detach(), y[start: start + size]
-            advs = [xb if e == 0 else self.perturb(model, xb, self.craft_labels(yb), e, stream)
-                    for e, stream in zip(epsilons, streams)]
+            advs = [xb if e == 0 else self.perturb(model, xb, self.craft_labels(yb), e, d.part(start, start + size))
+                    for e, d in zip(epsilons, draws)]
             confidence, predicted = zip(*(predict(model, adv) for adv in advs))
             predictions.append(torch.stack(predicted))
             confidences.append(torch.stack(confidence))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.attacks.base import Attack, Clip, attack_mode, check_eps, predict
+from pipeline.attacks.base import Attack, Clip, Draws, attack_mode, check_eps, predict
 from pipeline.errors import ConfigError
 
 
@@ -60,5 +60,5 @@ class Exact(Attack):
     name = "exact"
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float,
-                generator: torch.Generator | None = None) -> torch.Tensor:   # no random draws
+                draws: Draws | None = None) -> torch.Tensor:   # no random draws
         return worst_case(model, x, y if y is not None else predict(model, x)[1], eps, self.clip)

@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from pipeline.attacks.base import (Attack, Clip, Curve, attack_mode, check_eps, check_epsilons, input_gradient,
+from pipeline.attacks.base import (Attack, Clip, Curve, Draws, attack_mode, check_eps, check_epsilons, input_gradient,
                                    scores, step)
 from pipeline.errors import ConfigError
 
@@ -53,7 +53,7 @@ class FGSM(Attack):
     name = "fgsm"
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float,
-                generator: torch.Generator | None = None) -> torch.Tensor:   # no random draws
+                draws: Draws | None = None) -> torch.Tensor:   # no random draws
         return fgsm(model, x, y, eps, self.clip)
 
     def curve(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilons: Sequence[float],

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from pipeline.attacks.base import Attack, Clip, Curve, attack_mode, check_epsilons, predict, stream_seed
+from pipeline.attacks.base import Attack, Clip, Curve, Draws, attack_mode, check_epsilons, predict, stream_seed
 from pipeline.attacks.pgd import check_iterations
 
 UNIT_BOX = (0.0, 1.0)
@@ -95,7 +95,7 @@ class MinimumNorm(Attack):
         return Curve(epsilons, predictions, confidences, y)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float,
-                generator: torch.Generator | None = None) -> torch.Tensor:   # its draws: `norms`' seed
+                draws: Draws | None = None) -> torch.Tensor:   # its draws: `norms`' seed
         labels = y if y is not None else predict(model, x)[1]
         adv, norms = self.norms(model, x, labels)
         return torch.where((norms <= eps).view(-1, *[1] * (x.ndim - 1)), adv, x)

@@ -6,7 +6,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from pipeline.attacks.base import Attack, Clip, attack_mode, check_eps, input_gradient, predict, project, step
+from pipeline.attacks.base import (Attack, Clip, Draws, attack_mode, check_eps, input_gradient, predict, project,
+                                   step, uniform_noise)
 from pipeline.attacks.fgsm import fgsm
 from pipeline.errors import ConfigError
 
@@ -19,12 +20,13 @@ def check_iterations(steps: int, restarts: int = 1) -> None:
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, step_size: float, steps: int,
-        random_start: bool = True, restarts: int = 1, clip: Clip = (0.0, 1.0),
-        generator: torch.Generator | None = None) -> torch.Tensor:
+        random_start: bool = True, restarts: int = 1, clip: Clip = (0.0, 1.0), draws: Draws | None = None
+        ) -> torch.Tensor:
     """Projected gradient ascent on J in the L∞ ball of radius ε (BIM when random_start=False).
 
     With several restarts, each example keeps the first restart that fooled the model.
     steps=1, step_size=ε and no random start is exactly FGSM; random_start with steps=1 is random-start FGSM.
+    Random starts come from `draws` (per example; None: torch's global generator).
     """
     eps = check_eps(eps)
     check_iterations(steps, restarts)
@@ -34,7 +36,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, s
     labels = y if y is not None else input_gradient(model, x)[1].argmax(dim=1)
     best, best_fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for restart in range(restarts):
-        noise = torch.rand(x.shape, generator=generator).to(x) * 2 - 1 if random_start else torch.zeros_like(x)
+        noise = uniform_noise(x, draws) if random_start else torch.zeros_like(x)
         adv = step(x, noise, eps, clip)
         for _ in range(steps):
             grad, _ = input_gradient(model, adv, labels)
@@ -67,9 +69,9 @@ class PGD(Attack):
         self.with_fgsm = with_fgsm
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                draws: Draws | None = None) -> torch.Tensor:
         adv = pgd(model, x, y, eps, self.step_fraction * eps, self.steps, self.random_start, self.restarts,
-                  self.clip, generator or self.random_stream(eps))
+                  self.clip, draws or self.draws(eps, range(len(x))))
         if not self.with_fgsm:
             return adv
         labels = y if y is not None else predict(model, x)[1]

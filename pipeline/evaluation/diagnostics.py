@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from pipeline.attacks import Clip, apgd, input_gradient, predict
+from pipeline.attacks import Clip, Draws, apgd, input_gradient, predict
+from pipeline.attacks.base import stream_seed
 from pipeline.evaluation.rows import UNATTACKED, error_of
 from pipeline.models.adapter import probabilities
 from pipeline.models.contract import output_variation, probability_share
@@ -50,12 +51,13 @@ def monotone_in_eps(errors_by_eps: Sequence[tuple[float, float]], threshold: flo
     return Reading(max([a - b for a, b in zip(errors, errors[1:])], default=0.0), threshold)
 
 
-def unbounded(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, threshold: float,
-              generator: torch.Generator | None = None) -> Reading:
+def unbounded(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, threshold: float, seed: int = 0
+              ) -> Reading:
     """The share APGD at ε = 1 on [0, 1] (every image reachable) leaves correctly classified: an attack that
     cannot fool a model without a budget is not being led by the gradient (Pintor et al.'s unconstrained
-    attack failure)."""
-    adv = apgd(model, x, y, 1.0, steps=steps, clip=(0.0, 1.0), generator=generator)
+    attack failure). Its starts are drawn per example (`seed`)."""
+    draws = Draws(stream_seed("unbounded", seed), range(len(x)))
+    adv = apgd(model, x, y, 1.0, steps=steps, clip=(0.0, 1.0), draws=draws)
     return Reading(float((predict(model, adv)[1] == y).float().mean()), threshold)
 
 
@@ -72,16 +74,16 @@ def transfer_beats_white_box(transfer_errors: Sequence[float], fgsm: float, thre
 
 
 def convergence(model: nn.Module, x: torch.Tensor, y: torch.Tensor, standing: torch.Tensor, eps: float,
-                clip: Clip, steps: int, sample: int, threshold: float,
-                generator: torch.Generator | None = None) -> Reading:
+                clip: Clip, steps: int, sample: int, threshold: float, seed: int = 0) -> Reading:
     """The error (of the whole set) APGD with `steps` (twice the evaluation's) adds on the examples every attack
     left standing, estimated on at most `sample` of them: gains mean the attacks stopped short (Pintor et al.'s
-    incomplete optimization)."""
+    incomplete optimization). The sample and APGD's starts are drawn from `seed`, the starts per example."""
     index = standing.nonzero().squeeze(1)
     if len(index) == 0 or eps == 0:
         return Reading(0.0, threshold)
-    index = index[torch.randperm(len(index), generator=generator)[:sample]]
-    adv = apgd(model, x[index], y[index], eps, steps=steps, clip=clip, generator=generator)
+    index = index[torch.randperm(len(index), generator=torch.Generator().manual_seed(seed))[:sample]]
+    draws = Draws(stream_seed("convergence", seed), index.tolist())
+    adv = apgd(model, x[index], y[index], eps, steps=steps, clip=clip, draws=draws)
     gained = float((predict(model, adv)[1] != y[index]).float().mean())
     return Reading(gained * len(standing.nonzero()) / len(x), threshold)
 
@@ -143,23 +145,20 @@ def job_diagnostics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ro
     """Every check above that this job's evaluation can answer (the transfer check needs the other jobs:
     `transfer_checks`). Single-ε checks read `evaluation.diagnostics.eps`, clipped to [0, 1]."""
     limits = settings["diagnostics"]
-    eps, clip, generator = float(limits["eps"]), "0-1", torch.Generator().manual_seed(0)
+    eps, clip = float(limits["eps"]), "0-1"
     confidence, predicted = predict(model, x)
     with torch.no_grad():
         logits = model(x[:100])
     classes, summed = int(logits.shape[1]), probabilities(model, logits).sum(dim=1)
     normalized = bool(torch.allclose(summed, torch.ones_like(summed), atol=1e-4))
-    checks = {"chance_error": chance_error(float((predicted != y).float().mean()), classes,
-                                                       limits["chance_error"]),
-              "chance_confidence": chance_confidence(float(confidence.mean()), classes,
-                                                                 limits["chance_confidence"], normalized),
+    checks = {"chance_error": chance_error(float((predicted != y).float().mean()), classes, limits["chance_error"]),
+              "chance_confidence": chance_confidence(float(confidence.mean()), classes, limits["chance_confidence"],
+                                                     normalized),
               "zero_gradients": zero_gradients(model, x, y, limits["zero_gradients"]),
               "stochastic": stochastic_outputs(model, x, limits["stochastic"]),
               "probabilities": probability_outputs(model, x, limits["probabilities"]),
-              "monotone_fgsm": monotone_in_eps([(r["eps"], r["error"]) for r in curve],
-                                                           limits["monotone"]),
-              "unbounded": unbounded(model, x, y, int(limits["unbounded_steps"]), limits["unbounded"],
-                                                 generator)}
+              "monotone_fgsm": monotone_in_eps([(r["eps"], r["error"]) for r in curve], limits["monotone"]),
+              "unbounded": unbounded(model, x, y, int(limits["unbounded_steps"]), limits["unbounded"])}
     strongest, fgsm = error_of(rows, "strongest", clip, eps), error_of(rows, "fgsm", clip, eps)
     if strongest is None:
         return checks
@@ -175,7 +174,7 @@ def job_diagnostics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ro
     apgd_steps = [a.get("steps", 100) for a in settings["attacks"].values() if a["_target_"].endswith("APGD")]
     checks["convergence"] = convergence(
         model, x, y, ~fooled[clip][list(epsilons).index(eps)], eps, (0.0, 1.0), 2 * max(apgd_steps, default=100),
-        int(limits["convergence_sample"]), limits["convergence"], generator)
+        int(limits["convergence_sample"]), limits["convergence"])
     exact = error_of(rows, "exact", clip, eps)
     if exact is not None:
         checks["exact_gap"] = exact_gap(exact, strongest, limits["exact_gap"])
