@@ -181,3 +181,20 @@ def test_chromium_shows_the_embedded_plot_and_flags_a_linked_one(chromium_path, 
     assert shown.requests[0] == alone.as_uri() and all(url.startswith("data:") for url in shown.requests[1:])
     assert flagged.image_widths == [width, 0]
     assert any("Content Security Policy" in error for error in flagged.console_errors), flagged.console_errors
+
+
+def test_the_honest_tables_are_at_the_eps_where_more_than_the_curve_ran():
+    """FGSM and the minimum-norm attack run at every ε of the curve (Models side by side shows them); the per-ε
+    tables of stronger attacks are kept to the ε where some other attack ran, and to every ε when none did (a
+    median's ε is no ε of the curve)."""
+    from pipeline.report.sweep_report import checked_epsilons
+
+    curve = [(name, eps) for name in ("fgsm", "fgsm_predicted_labels", "minimum_norm", "strongest")
+             for eps in (0.1, 0.2, 0.3)] + [("minimum_norm:median_eps", 0.137)]
+
+    def rows(pairs: list[tuple[str, float]]) -> pd.DataFrame:
+        return pd.DataFrame([{"evaluation": name, "eps": eps} for name, eps in pairs])
+
+    assert checked_epsilons(rows(curve + [("pgd", 0.2), ("autoattack:apgd-ce", 0.2)])) == [0.2]
+    assert checked_epsilons(rows(curve + [("pgd", eps) for eps in (0.1, 0.2, 0.3)])) == [0.1, 0.2, 0.3]
+    assert checked_epsilons(rows(curve)) == [0.1, 0.2, 0.3]

@@ -95,6 +95,19 @@ def claims_section(doc: Document, table: pd.DataFrame) -> None:
     doc.text("Not reproduced: " + " ".join(LEFT_OUT))
 
 
+CURVE_ROWS = ("fgsm", "fgsm_predicted_labels", "strongest", "exact")   # at every ε of a curve
+
+
+def checked_epsilons(evaluations: pd.DataFrame) -> list[float]:
+    """The ε at which some attack beyond FGSM and the minimum-norm curve ran (those run at every ε: their tables
+    would repeat Models side by side); every ε when none did."""
+    curves = {name.split(":")[0] for name in evaluations["evaluation"] if name.endswith(":median_eps")}
+    named = evaluations["evaluation"].str.split(":").str[0]
+    fixed = evaluations[~named.isin([*CURVE_ROWS, *curves, "rubbish", "one_member"])]
+    every = evaluations[~evaluations["evaluation"].str.contains(":")]       # not a median's ε
+    return [float(e) for e in sorted(fixed["eps"].dropna().unique()) or sorted(every["eps"].dropna().unique())]
+
+
 def honest_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFrame,
                    not_learned: Collection[str]) -> None:
     doc.heading("Honest evaluation: stronger attacks, clipping, predicted labels")
@@ -113,8 +126,13 @@ def honest_section(doc: Document, summary: pd.DataFrame, evaluations: pd.DataFra
              "accuracy above clean accuracy: label leaking)." + (" " + NOT_LEARNED if len(not_learned) else ""))
     attacks = evaluations[~evaluations["evaluation"].isin(["rubbish", "one_member"])
                           & ~evaluations["evaluation"].str.contains(":")]     # AutoAttack's parts: the trust section
+    shown = checked_epsilons(evaluations)
+    if len(shown) < attacks["eps"].dropna().nunique():
+        listed = ", ".join(f"{eps:g}" for eps in shown)
+        doc.text(f"At the ε where attacks beyond FGSM and the minimum-norm curve ran ({listed}); the curve at every "
+                 "ε is in Models side by side.")
     for clip in sorted(attacks["clip"].unique(), key=lambda c: c != "none"):
-        for eps in sorted(attacks["eps"].dropna().unique()):
+        for eps in shown:
             clipping = "unclipped (the paper's FGSM)" if clip == "none" else f"clipped to [{clip.replace('-', ', ')}]"
             doc.text(f"ε={eps:g}, {clipping}")
             doc.table(attack_table(summary, attacks, clip, eps, not_learned))
