@@ -7,6 +7,7 @@ training cost (`model.cost`, cross-entropy for models that do not define one: pi
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from contextlib import contextmanager
@@ -168,17 +169,20 @@ class Draws:
     Each draw continues every example's stream (a restart draws anew)."""
 
     def __init__(self, seed: int, index: Sequence[int]) -> None:
-        self.generators = [torch.Generator().manual_seed(stream_seed(seed, int(i))) for i in index]
+        self.seed, self.index = seed, index
+
+    @functools.cached_property
+    def generators(self) -> list[torch.Generator]:
+        """Made at the first draw: an attack without random draws (FGSM, BIM) never pays for them."""
+        return [torch.Generator().manual_seed(stream_seed(self.seed, int(i))) for i in self.index]
 
     def part(self, start: int, stop: int) -> Draws:
-        """The draws of examples start..stop-1 (a batch), sharing their streams."""
-        part = Draws.__new__(Draws)
-        part.generators = self.generators[start:stop]
-        return part
+        """The draws of examples start..stop-1 (a batch)."""
+        return Draws(self.seed, self.index[start:stop])
 
     def uniform(self, like: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """U(−1, 1) noise for `rows` of `like` (default: every row, one per example), on its device and dtype."""
-        chosen = range(len(self.generators)) if rows is None else rows.tolist()
+        chosen = range(len(self.index)) if rows is None else rows.tolist()
         if not chosen:
             return torch.empty((0, *like.shape[1:])).to(like)
         noise = torch.stack([torch.rand(like.shape[1:], generator=self.generators[i]) for i in chosen])
